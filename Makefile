@@ -1,0 +1,33 @@
+# The two commands a new user needs are `make run` and `make test`; everything else is for developers.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test bench bench-smoke soak openapi rules-check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	mkdir -p var
+	CDS_AUTH=$${CDS_AUTH:-off} $(BIN)/back-knee-cds db upgrade
+	CDS_AUTH=$${CDS_AUTH:-off} $(BIN)/back-knee-cds serve --host 127.0.0.1 --port 8080
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+openapi: $(VENV)/.installed
+	$(BIN)/back-knee-cds openapi --out openapi/openapi.json
+
+rules-check: $(VENV)/.installed
+	$(BIN)/back-knee-cds rules check
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

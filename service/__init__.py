@@ -1,0 +1,3 @@
+"""back-knee-cds: a CDS Hooks 2.0 service for lower back and knee pain."""
+
+__version__ = "0.1.0"

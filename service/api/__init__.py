@@ -1,0 +1,1 @@
+"""Plain HTTP endpoints beside CDS Hooks: health, metrics and the rule catalogue pages."""

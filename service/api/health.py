@@ -1,0 +1,34 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service.json_response import OrjsonResponse
+from service.state import State
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Operations"])
+
+
+@router.get("/health/live")
+async def live() -> OrjsonResponse:
+    """200 while the process runs."""
+    return OrjsonResponse({"status": "live"})
+
+
+@router.get("/health/ready", responses={503: {"description": "Not ready; the body says why"}})
+async def ready(state: State) -> OrjsonResponse:
+    """200 when the rules are loaded and the database answers; 503 with the reason otherwise."""
+    reason = await state.store.check_ready()
+    if reason is not None:
+        return OrjsonResponse({"status": "not ready", "reason": reason}, status_code=503)
+    return OrjsonResponse({"status": "ready", "rules": state.catalogue.version})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(state: State) -> Response:
+    """Prometheus text format."""
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,84 @@
+"""The ASGI application: ``create_app(settings)`` and the lifespan that owns shared resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import health, rules_pages
+from service.cdshooks import routes as cds_routes
+from service.cdshooks.errors import install_error_handlers
+from service.cdshooks.gathering import Gatherer
+from service.engine.catalogue import load_catalogue
+from service.metrics import Metrics
+from service.privacy import PatientHasher, load_or_create_key
+from service.settings import Settings, settings_from_env
+from service.state import AppState
+from service.store import Store
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger("service.app")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app. The catalogue is loaded here so a broken ``rules/`` fails at start."""
+    catalogue = load_catalogue(settings.rules_dir)
+    key = settings.patient_key.get_secret_value().encode() if settings.patient_key else None
+    hasher = PatientHasher(key or load_or_create_key(settings.patient_key_file))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auth == "off":
+            log.warning(
+                "authentication is OFF (CDS_AUTH=off): any caller can use this service; development only",
+                extra={"fields": {"setting": "CDS_AUTH"}},
+            )
+        # One HTTP client for the whole process; redirects are never followed (no hop to another host).
+        async with httpx.AsyncClient(follow_redirects=False, timeout=settings.fhir_timeout_seconds) as http:
+            store = Store(
+                settings.database_url,
+                queue_size=settings.audit_queue_size,
+                retry_seconds=settings.database_retry_seconds,
+            )
+            app.state.cds = AppState(
+                settings=settings,
+                catalogue=catalogue,
+                metrics=Metrics(),
+                hasher=hasher,
+                store=store,
+                http=http,
+                gatherer=Gatherer(
+                    http,
+                    allowlist=settings.fhir_server_allowlist,
+                    timeout_seconds=settings.fhir_timeout_seconds,
+                    page_limit=settings.fhir_page_limit,
+                ),
+            )
+            await store.start()
+            try:
+                yield
+            finally:
+                await store.close()
+
+    app = FastAPI(
+        title="back-knee-cds",
+        version=__version__,
+        description="CDS Hooks 2.0 service: back and knee pain risk factors, injury referral and care guidance.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(cds_routes.router)
+    app.include_router(health.router)
+    app.include_router(rules_pages.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Zero-argument factory for ``uvicorn --factory`` (several workers)."""
+    return create_app(settings_from_env())

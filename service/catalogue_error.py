@@ -1,0 +1,20 @@
+"""The one error the rule catalogue raises, shared by the engine and the facts definitions."""
+
+from __future__ import annotations
+
+__all__ = ["CatalogueError"]
+
+
+class CatalogueError(Exception):
+    """The catalogue in ``rules/`` is invalid; the message names the file, the rule and the field."""
+
+    def __init__(self, file: str, message: str, *, rule: str | None = None, field: str | None = None):
+        self.file = file
+        self.rule = rule
+        self.field = field
+        where = file
+        if rule:
+            where += f": rule '{rule}'"
+        if field:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")

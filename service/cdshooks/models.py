@@ -1,0 +1,198 @@
+"""Pydantic models of the CDS Hooks 2.0 wire format.
+
+Tolerant in, strict out: request-side models ignore unknown fields (1.0 and 3.0 clients send
+some) and every optional field defaults to ``None``; response-side models forbid extra fields
+and are serialised with ``exclude_none`` because CDS Hooks forbids null and empty values
+(spec section "JSON", digest section 0).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Action",
+    "Card",
+    "CardsResponse",
+    "Coding",
+    "DiscoveryResponse",
+    "FeedbackItem",
+    "FeedbackRequest",
+    "FhirAuthorization",
+    "HookRequest",
+    "Link",
+    "OverrideReason",
+    "ServiceDescriptor",
+    "Source",
+    "Suggestion",
+    "AcceptedSuggestion",
+]
+
+
+class _Incoming(BaseModel):
+    """Requests: ignore what we do not know (CDS Hooks: services should ignore unknown fields)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Outgoing(BaseModel):
+    """Responses: emit only what the spec defines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- shared -------------------------------------------------------------------------------
+
+
+class Coding(_Outgoing):
+    """CDS Hooks' own cut-down Coding (``display`` is required for override reasons)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    code: str = Field(min_length=1)
+    system: str = Field(min_length=1)
+    display: str | None = None
+
+
+# --- discovery ------------------------------------------------------------------------------
+
+
+class ServiceDescriptor(_Outgoing):
+    hook: str
+    title: str | None = None
+    description: str
+    id: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
+    extension: dict[str, Any] | None = None
+
+
+class DiscoveryResponse(_Outgoing):
+    services: list[ServiceDescriptor]
+
+
+# --- request ------------------------------------------------------------------------------
+
+
+class FhirAuthorization(_Incoming):
+    """OAuth token for ``fhirServer``: transient, never logged or stored.
+
+    ``subject`` and ``patient`` are tolerated when absent (1.0 clients, non-patient scopes).
+    """
+
+    access_token: str = Field(min_length=1, repr=False)
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+
+class HookRequest(_Incoming):
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+    extension: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _patient_id_required(self) -> HookRequest:
+        patient_id = self.context.get("patientId")
+        if not isinstance(patient_id, str) or not patient_id.strip():
+            raise ValueError("context.patientId is required and must be a non-empty string")
+        return self
+
+    @property
+    def patient_id(self) -> str:
+        return str(self.context["patientId"])
+
+
+# --- response -----------------------------------------------------------------------------
+
+
+class Source(_Outgoing):
+    label: str
+    url: str | None = None
+    icon: str | None = None
+    topic: Coding | None = None
+
+
+class Action(_Outgoing):
+    type: Literal["create", "update", "delete"]
+    description: str
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = None
+
+
+class Suggestion(_Outgoing):
+    label: str
+    uuid: str | None = None
+    isRecommended: bool | None = None
+    actions: list[Action] | None = None
+
+
+class Link(_Outgoing):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None
+    autolaunchable: bool | None = None
+
+
+class Card(_Outgoing):
+    uuid: str | None = None
+    summary: str = Field(max_length=139)
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    suggestions: list[Suggestion] | None = None
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = None
+    links: list[Link] | None = None
+
+    @model_validator(mode="after")
+    def _suggestions_need_selection_behavior(self) -> Card:
+        # cds-resp-6: suggestions imply selectionBehavior.
+        if self.suggestions and self.selectionBehavior is None:
+            raise ValueError("a card with suggestions needs selectionBehavior")
+        return self
+
+
+class CardsResponse(_Outgoing):
+    cards: list[Card]
+    systemActions: list[Action] | None = None
+
+
+# --- feedback -----------------------------------------------------------------------------
+
+
+class AcceptedSuggestion(_Incoming):
+    id: str = Field(min_length=1)
+
+
+class OverrideReason(_Incoming):
+    reason: Coding | None = None
+    userComment: str | None = None
+
+
+class FeedbackItem(_Incoming):
+    card: str = Field(min_length=1)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: datetime
+
+    @model_validator(mode="after")
+    def _accepted_needs_suggestions(self) -> FeedbackItem:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("an 'accepted' outcome needs acceptedSuggestions")
+        return self
+
+
+class FeedbackRequest(_Incoming):
+    feedback: list[FeedbackItem] = Field(min_length=1)

@@ -1,0 +1,161 @@
+"""CDS Hooks endpoints: discovery, service call, feedback. Thin: each reads as its pipeline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.cdshooks.body import read_json_body, validate_body
+from service.cdshooks.errors import HookRequestError, StoreUnavailableError, UnknownService
+from service.cdshooks.models import (
+    CardsResponse,
+    DiscoveryResponse,
+    FeedbackItem,
+    FeedbackRequest,
+    HookRequest,
+    ServiceDescriptor,
+)
+from service.cdshooks.openapi_docs import CALL_RESPONSES, DISCOVERY_RESPONSES, FEEDBACK_RESPONSES
+from service.engine.catalogue import ServiceDefinition
+from service.json_response import OrjsonResponse
+from service.pipeline import evaluate_service
+from service.state import AppState, State
+from service.store import FeedbackRecord, InvocationRecord, StoreUnavailable
+
+__all__ = ["router"]
+
+log = logging.getLogger("service.cdshooks")
+router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
+
+
+def base_url(state: AppState, request: Request) -> str:
+    """CDS_PUBLIC_BASE_URL, else the request's scheme and Host (interface.md decision 11)."""
+    if state.settings.public_base_url:
+        return state.settings.public_base_url
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+def _service_or_404(state: AppState, service_id: str) -> ServiceDefinition:
+    service = state.catalogue.service(service_id)
+    if service is None:
+        raise UnknownService(f"no CDS service with id '{service_id}'; GET /cds-services lists them")
+    return service
+
+
+@router.get("", response_model=DiscoveryResponse, responses=DISCOVERY_RESPONSES)
+async def discovery(state: State) -> OrjsonResponse:
+    """CDS Hooks discovery: every service, once per hook it serves."""
+    services = [
+        ServiceDescriptor(hook=hook, id=service.id, title=service.title, description=service.description, prefetch=service.prefetch)
+        for service in state.catalogue.services.values()
+        for hook in service.hooks
+    ]
+    return OrjsonResponse(DiscoveryResponse(services=services).model_dump(exclude_none=True))
+
+
+@router.post(
+    "/{service_id}",
+    response_model=CardsResponse,
+    responses=CALL_RESPONSES,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HookRequest"}}}}},
+)
+async def call_service(service_id: str, request: Request, state: State) -> Response:
+    """Run a service's rules over the patient's data and answer with cards."""
+    started = time.perf_counter()
+    received_at = datetime.now(UTC)
+    service = _service_or_404(state, service_id)
+    settings = state.settings
+    data = await read_json_body(request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
+    hook_request = validate_body(HookRequest, data)
+    if hook_request.hook not in service.hooks:
+        raise HookRequestError(
+            f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"
+        )
+    gathered = await state.gatherer.gather(hook_request, service.prefetch)
+    patient_hash = state.hasher(hook_request.patient_id)
+    today = received_at.date()
+    suppressed = await state.store.suppressed_rules(patient_hash, today)
+    evaluation = evaluate_service(
+        [value for value in gathered.values() if isinstance(value, dict)],
+        catalogue=state.catalogue,
+        service_id=service_id,
+        patient_id=hook_request.patient_id,
+        today=today,
+        suppressed=suppressed,
+        base_url=base_url(state, request),
+    )
+    body = CardsResponse(cards=evaluation.cards).model_dump(exclude_none=True)
+    duration_ms = (time.perf_counter() - started) * 1000
+    state.store.record_invocation(
+        InvocationRecord(
+            service_id=service_id,
+            hook=hook_request.hook,
+            hook_instance=hook_request.hookInstance,
+            patient_hash=patient_hash,
+            status=200,
+            duration_ms=duration_ms,
+            catalogue_version=state.catalogue.version,
+            received_at=received_at,
+            cards=evaluation.issued,
+            skipped_resources=evaluation.skipped,
+        )
+    )
+    for issued in evaluation.issued:
+        state.metrics.cards.labels(rule=issued.rule_id).inc()
+    log.info(
+        "hook answered",
+        extra={
+            "fields": {
+                "hookInstance": hook_request.hookInstance,
+                "service": service_id,
+                "patient": patient_hash[:16],
+                "cards": len(evaluation.cards),
+                "ms": round(duration_ms, 2),
+            }
+        },
+    )
+    return OrjsonResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.post(
+    "/{service_id}/feedback",
+    responses=FEEDBACK_RESPONSES,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}}},
+)
+async def feedback(service_id: str, request: Request, state: State) -> Response:
+    """Store feedback on cards; 200 only once stored, 503 when the database cannot store it."""
+    _service_or_404(state, service_id)
+    settings = state.settings
+    data = await read_json_body(request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
+    feedback_request = validate_body(FeedbackRequest, data)
+    records = [_feedback_record(service_id, item) for item in feedback_request.feedback]
+    try:
+        outcomes = await state.store.save_feedback(records, suppress_days=state.catalogue.suppress_days)
+    except StoreUnavailable as exc:
+        log.warning("feedback not stored", extra={"fields": {"service": service_id, "reason": str(exc)}})
+        raise StoreUnavailableError("feedback could not be stored; retry later") from None
+    for record, outcome in zip(records, outcomes, strict=True):
+        if not outcome.duplicate:
+            state.metrics.feedback.labels(outcome=record.outcome).inc()
+    return OrjsonResponse({})
+
+
+def _feedback_record(service_id: str, item: FeedbackItem) -> FeedbackRecord:
+    reason = item.overrideReason.reason if item.overrideReason else None
+    timestamp = item.outcomeTimestamp
+    if timestamp.tzinfo is None:  # RFC 3339 requires an offset; read a bare one as UTC
+        timestamp = timestamp.replace(tzinfo=UTC)
+    return FeedbackRecord(
+        service_id=service_id,
+        card_uuid=item.card,
+        outcome=item.outcome,
+        outcome_timestamp=timestamp,
+        accepted_suggestions=tuple(s.id for s in item.acceptedSuggestions or ()),
+        override_reason_code=reason.code if reason else None,
+        override_reason_system=reason.system if reason else None,
+        user_comment=item.overrideReason.userComment if item.overrideReason else None,
+    )

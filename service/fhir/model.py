@@ -1,0 +1,57 @@
+"""The typed result of the facts layer: what the rule engine sees of a patient.
+
+The engine never sees FHIR JSON; it sees named facts (``older_age``, ``back_complaint`` ...),
+each saying whether it holds and which resources make it hold, so every card can explain itself.
+The fact names and their meaning are defined as data in ``rules/facts.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+__all__ = ["Evidence", "Fact", "PatientFacts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One resource a fact rests on."""
+
+    resource_type: str
+    resource_id: str | None
+    label: str  # what it is, for a clinician: "Osteoarthritis of knee (SNOMED 239873007)"
+    date: date | None = None  # onset, effective or recorded date, whichever the fact used
+    value: str | None = None  # "27.9 kg/m2", "89.7 kg"
+
+    @property
+    def reference(self) -> str | None:
+        """``Type/id`` as a FHIR relative reference, when the resource has an id."""
+        return f"{self.resource_type}/{self.resource_id}" if self.resource_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A named fact about the patient on the evaluation date."""
+
+    name: str
+    holds: bool
+    evidence: tuple[Evidence, ...] = ()
+    # Values a card may name: {"age": 62}, {"bmi": 27.9}, {"gain_percent": 6.2}, ...
+    values: Mapping[str, str | int | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """Every defined fact for one patient, plus what could not be used."""
+
+    patient_id: str | None
+    today: date
+    deceased: bool
+    facts: Mapping[str, Fact]
+    # Relevant resources skipped because they failed validation ("Observation/x: ...").
+    skipped: tuple[str, ...] = ()
+
+    def holds(self, name: str) -> bool:
+        fact = self.facts.get(name)
+        return fact is not None and fact.holds

@@ -1,0 +1,36 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cds_requests_total", "CDS Hooks requests by service and status", ["service", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "cds_request_seconds",
+            "CDS Hooks request latency by service and status",
+            ["service", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.cards = Counter("cds_cards_total", "Cards issued by rule", ["rule"], registry=self.registry)
+        self.feedback = Counter("cds_feedback_total", "Feedback items stored by outcome", ["outcome"], registry=self.registry)
+        self.fhir_fetches = Counter(
+            "cds_fhir_fetches_total", "FHIR server fetches by outcome (ok, error, timeout)", ["outcome"], registry=self.registry
+        )
+        self.audit_lost = Counter(
+            "cds_audit_records_lost_total", "Audit records dropped because the write queue was full", registry=self.registry
+        )
+        self.auth_failures = Counter(
+            "cds_auth_failures_total", "Requests refused with 401, by failed check", ["check"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

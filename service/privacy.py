@@ -1,0 +1,44 @@
+"""Keyed hashing of patient ids, so the database and logs never hold a patient id in clear."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["PatientHasher", "load_or_create_key"]
+
+
+class PatientHasher:
+    """HMAC-SHA256 of a patient id under a secret key; stable for one key, useless without it."""
+
+    def __init__(self, key: bytes):
+        if len(key) < 16:
+            raise ValueError("the patient key must be at least 16 bytes")
+        self._key = key
+
+    def __call__(self, patient_id: str) -> str:
+        return hmac.new(self._key, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:
+        return "PatientHasher(key=***)"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The key stored at ``path``, generated (mode 0600) on first start."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode("ascii")
+    try:
+        # O_EXCL: when two workers start at once, one writes and the other reads its key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,74 @@
+"""The one configuration object, read from ``CDS_*`` environment variables.
+
+Built once (by the CLI, or :func:`settings_from_env` for uvicorn's factory mode) and passed
+to :func:`service.app.create_app`; nothing else in the service reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "settings_from_env", "DEFAULT_RULES_DIR"]
+
+# The catalogue shipped with the project: `rules/` at the repository root.
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Service configuration; see the README's configuration table for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="CDS_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///var/back-knee-cds.sqlite3"
+    auth: Literal["jwt", "off"] = "jwt"
+    trusted_clients_file: Path | None = None
+    public_base_url: str | None = None
+    fhir_server_allowlist: CommaList = Field(default_factory=list)
+    fhir_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    fhir_page_limit: int = Field(default=10, ge=1, le=1000)
+    cors_origins: CommaList = Field(default_factory=list)
+    rules_dir: Path = DEFAULT_RULES_DIR
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    patient_key: SecretStr | None = None
+    patient_key_file: Path = Path("var/patient-key")
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_prefetch_resources: int = Field(default=50_000, ge=1)
+    max_json_depth: int = Field(default=64, ge=8)
+    jwt_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+    audit_queue_size: int = Field(default=10_000, ge=1)
+    database_retry_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("fhir_server_allowlist", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
+
+    @model_validator(mode="after")
+    def _wildcard_cors_needs_auth_off(self) -> Settings:
+        if "*" in self.cors_origins and self.auth != "off":
+            raise ValueError("CDS_CORS_ORIGINS='*' needs CDS_AUTH=off; list the EHR origins instead")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def settings_from_env() -> Settings:
+    """Zero-argument factory for uvicorn's ``--factory`` multi-worker mode."""
+    return Settings()

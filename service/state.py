@@ -1,0 +1,37 @@
+"""What the lifespan owns and the routes use: built once per app, passed in, never global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+
+from service.cdshooks.gathering import Gatherer
+from service.engine.catalogue import Catalogue
+from service.metrics import Metrics
+from service.privacy import PatientHasher
+from service.settings import Settings
+from service.store import Store
+
+__all__ = ["AppState", "State"]
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    catalogue: Catalogue
+    metrics: Metrics
+    hasher: PatientHasher
+    store: Store
+    http: httpx.AsyncClient
+    gatherer: Gatherer
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.cds
+    return state
+
+
+State = Annotated[AppState, Depends(_state)]

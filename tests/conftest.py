@@ -1,0 +1,52 @@
+"""Shared fixtures: settings built from keyword arguments, and apps built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "fhir"
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CDS_* variable from the developer's shell leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CDS_") and name != "CDS_TEST_DATABASE_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    """Settings for one test: a fresh SQLite file, auth off, unless overridden."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+            "auth": "off",
+            "patient_key": "test-patient-key-0123456789abcdef",
+            "log_format": "text",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return build
+
+
+@pytest.fixture
+def client(make_settings: SettingsFactory) -> Iterator[TestClient]:
+    """A client for an app with default test settings, lifespan running."""
+    with TestClient(create_app(make_settings()), base_url="http://testserver") as test_client:
+        yield test_client
