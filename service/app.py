@@ -14,6 +14,7 @@ from service.api import health, rules_pages
 from service.cdshooks import routes as cds_routes
 from service.cdshooks.errors import install_error_handlers
 from service.cdshooks.gathering import Gatherer
+from service.cdshooks.instrumentation import RequestMetricsMiddleware
 from service.engine.catalogue import load_catalogue
 from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware)
     app.include_router(cds_routes.router)
     app.include_router(health.router)
     app.include_router(rules_pages.router)

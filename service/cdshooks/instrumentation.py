@@ -1,0 +1,52 @@
+"""Request count and latency per CDS service and status, for every answer including errors."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["RequestMetricsMiddleware"]
+
+_PREFIX = "/cds-services"
+
+
+class RequestMetricsMiddleware:
+    """Pure ASGI middleware (no BaseHTTPMiddleware overhead on the hot path)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(_PREFIX) or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app dies before answering
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            state = getattr(scope.get("app").state, "cds", None) if scope.get("app") else None
+            if state is not None:
+                label = _service_label(path, state.catalogue.services)
+                state.metrics.requests.labels(service=label, status=str(status)).inc()
+                state.metrics.latency.labels(service=label, status=str(status)).observe(time.perf_counter() - started)
+
+
+def _service_label(path: str, known: object) -> str:
+    """``discovery``, a known service id (``id`` or ``id/feedback``), or ``unknown`` (bounded labels)."""
+    rest = path[len(_PREFIX) :].strip("/")
+    if not rest:
+        return "discovery"
+    service_id, _, tail = rest.partition("/")
+    if service_id not in known:  # type: ignore[operator]
+        return "unknown"
+    return f"{service_id}/feedback" if tail == "feedback" else service_id

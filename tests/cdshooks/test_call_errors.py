@@ -1,0 +1,92 @@
+"""Conformance cases 4, 11 and 12, and the status codes of interface.md section 4."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
+
+URL = "/cds-services/back-knee-risk-factors"
+
+
+def test_patient_without_data_gets_an_empty_card_list(client: TestClient) -> None:
+    response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH))
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_unknown_service_is_404(client: TestClient) -> None:
+    response = client.post("/cds-services/nope", json=hook_request(prefetch=EMPTY_PREFETCH))
+    assert response.status_code == 404
+    assert "nope" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"", "empty"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'"text"', "must be a JSON object"),
+    ],
+)
+def test_unparseable_bodies_are_400(client: TestClient, body: bytes, message: str) -> None:
+    response = client.post(URL, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [("hook", "hook"), ("hookInstance", "hookInstance"), ("context", "context")],
+)
+def test_missing_required_fields_are_400_naming_the_field(client: TestClient, drop: str, message: str) -> None:
+    body = hook_request(prefetch=EMPTY_PREFETCH)
+    del body[drop]
+    response = client.post(URL, json=body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("context", [{}, {"patientId": ""}, {"patientId": 42}, "not-an-object", ["patientId"]])
+def test_bad_context_is_400(client: TestClient, context: object) -> None:
+    body = hook_request(prefetch=EMPTY_PREFETCH)
+    body["context"] = context
+    response = client.post(URL, json=body)
+    assert response.status_code == 400
+    assert "context" in response.json()["error"]
+
+
+def test_hook_the_service_does_not_serve_is_400(client: TestClient) -> None:
+    response = client.post(URL, json=hook_request(hook="order-sign", prefetch=EMPTY_PREFETCH))
+    assert response.status_code == 400
+    assert "order-sign" in response.json()["error"]
+
+
+def test_body_over_the_limit_is_413(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from service.app import create_app
+
+    with TestClient(create_app(make_settings(max_body_bytes=2048))) as small:
+        body = hook_request(prefetch=EMPTY_PREFETCH)
+        body["extension"] = {"com.example.padding": "x" * 4096}
+        response = small.post(URL, json=body)
+    assert response.status_code == 413
+    assert "2048" in response.json()["error"]
+
+
+def test_deeply_nested_body_is_400(client: TestClient) -> None:
+    nested: object = {}
+    for _ in range(200):
+        nested = {"a": nested}
+    body = hook_request(prefetch=EMPTY_PREFETCH)
+    body["extension"] = {"com.example.deep": nested}
+    response = client.post(URL, json=body)
+    assert response.status_code == 400
+    assert "nested" in response.json()["error"]
+
+
+def test_wrong_method_is_405_not_500(client: TestClient) -> None:
+    response = client.get(URL)
+    assert response.status_code == 405
