@@ -1,0 +1,1 @@
+"""``make bench``: the service against a parse-only baseline under the same load (see bench/run.py)."""

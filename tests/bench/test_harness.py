@@ -1,0 +1,70 @@
+"""The parts of the benchmark harness that do not need a load: wrk's output, targets, baseline."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from starlette.testclient import TestClient
+
+from bench.baseline_app import app as baseline_app
+from bench.loadgen import LoadResult, WrkError, parse_wrk_output
+from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, sweep_slopes
+
+WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1234/cds-services/back-knee-risk-factors
+  1 threads and 8 connections
+Requests/sec:   1234.00
+BENCH_RESULT {"requests":2000,"duration_us":2000000,"bytes":1,"mean_us":900.5,"p50_us":800,"p90_us":1500,"p99_us":4000,"max_us":9000,"errors":{"connect":0,"read":0,"write":0,"status":3,"timeout":0}}
+"""
+
+
+def _result(rps: float, p99_ms: float = 1.0) -> LoadResult:
+    return LoadResult(requests=int(rps * 10), duration_s=10, mean_ms=1, p50_ms=1, p90_ms=1, p99_ms=p99_ms, max_ms=p99_ms)
+
+
+def test_wrk_result_line_is_read() -> None:
+    result = parse_wrk_output(WRK_OUTPUT)
+    assert result.rps == 1000
+    assert (result.p50_ms, result.p99_ms, result.max_ms) == (0.8, 4.0, 9.0)
+    assert result.error_count == 3 and result.errors["status"] == 3
+
+
+def test_wrk_output_without_result_line_is_an_error() -> None:
+    with pytest.raises(WrkError, match="no BENCH_RESULT line"):
+        parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused")
+
+
+def test_sweep_slopes_tell_linear_from_quadratic() -> None:
+    linear = [(10, 1.0), (100, 10.0), (1000, 100.0)]
+    quadratic = [(10, 1.0), (100, 100.0)]
+    assert [round(s, 6) for s in sweep_slopes(linear)] == [1.0, 1.0]
+    assert math.isclose(sweep_slopes(quadratic)[0], 2.0)
+    assert marginal_costs_us(linear) == pytest.approx([100.0, 100.0])
+
+
+def test_targets_are_judged_on_the_measured_numbers() -> None:
+    runs = [
+        Run("typical", 36, 8, service=_result(400, p99_ms=12), baseline=_result(1000)),
+        Run("heavy", 339, 1, service=_result(30), baseline=_result(100)),
+        Run("heavy", 339, 8, service=_result(15), baseline=_result(100)),
+    ]
+    targets = {t.name: t for t in evaluate_targets(runs, sweep_points=[(10, 1.0), (100, 20.0)], rss_after_heavy_mb=150)}
+    assert targets["typical c=8 throughput / baseline"].met is True
+    assert targets["typical c=8 p99 (ms)"].met is True
+    heavy = targets["heavy throughput / baseline (worst concurrency)"]
+    assert heavy.value == pytest.approx(0.15) and heavy.met is False
+    assert targets["sweep: steepest log-log slope of latency vs resources"].met is False
+    assert targets["service worker peak RSS after heavy (MiB)"].met is True
+    assert "typical" in format_table(runs)
+
+
+def test_targets_not_measured_are_said_so() -> None:
+    targets = evaluate_targets([], sweep_points=[], rss_after_heavy_mb=None)
+    assert {t.met for t in targets} == {None}
+
+
+def test_baseline_only_parses_and_answers() -> None:
+    with TestClient(baseline_app) as client:
+        response = client.post("/cds-services/back-knee-risk-factors", content=b'{"hook": "patient-view", "context": {}}')
+    assert response.status_code == 200
+    assert response.json() == {"cards": [], "keys": 2}
