@@ -23,6 +23,18 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
+# `make bench` needs wrk (Debian package; bench/run.py apt-gets it when run as root) and the bench extra.
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run
+
+# The same harness with tiny durations: fails on errors, never on speed.
+bench-smoke: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run --smoke
+
 openapi: $(VENV)/.installed
 	$(BIN)/back-knee-cds openapi --out openapi/openapi.json
 
