@@ -15,6 +15,7 @@ from service.cdshooks import routes as cds_routes
 from service.cdshooks.errors import install_error_handlers
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.instrumentation import RequestMetricsMiddleware
+from service.cdshooks.openapi_docs import install_openapi
 from service.engine.catalogue import load_catalogue
 from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
@@ -78,6 +79,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(cds_routes.router)
     app.include_router(health.router)
     app.include_router(rules_pages.router)
+    install_openapi(
+        app,
+        hooks_by_service={service.id: service.hooks for service in catalogue.services.values()},
+        prefetch_by_service={service.id: service.prefetch for service in catalogue.services.values()},
+    )
     return app
 
 

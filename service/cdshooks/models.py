@@ -91,13 +91,21 @@ class FhirAuthorization(_Incoming):
     patient: str | None = None
 
 
+# What ``_patient_id_required`` checks, said in the JSON schema (a non-blank patientId).
+_CONTEXT_SCHEMA: dict[str, Any] = {
+    "required": ["patientId"],
+    "properties": {"patientId": {"type": "string", "minLength": 1, "pattern": "\\S"}},
+}
+
+
 class HookRequest(_Incoming):
     hook: str = Field(min_length=1)
     hookInstance: str = Field(min_length=1)
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
-    context: dict[str, Any]
-    prefetch: dict[str, Any] | None = None
+    context: dict[str, Any] = Field(json_schema_extra=_CONTEXT_SCHEMA)
+    # Each value is a FHIR resource (a Bundle for searches) or null for "no data"; anything else is a 400.
+    prefetch: dict[str, dict[str, Any] | None] | None = None
     extension: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -181,6 +189,14 @@ class OverrideReason(_Incoming):
 
 
 class FeedbackItem(_Incoming):
+    # What ``_accepted_needs_suggestions`` checks, said in the JSON schema.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"outcome": {"const": "accepted"}}, "required": ["outcome"]},
+            "then": {"required": ["acceptedSuggestions"], "properties": {"acceptedSuggestions": {"type": "array", "minItems": 1}}},
+        }
+    )
+
     card: str = Field(min_length=1)
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None

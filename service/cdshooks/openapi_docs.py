@@ -1,12 +1,38 @@
-"""The non-200 responses of each CDS Hooks endpoint, declared for the OpenAPI document."""
+"""What the OpenAPI document says about the CDS Hooks endpoints beyond what FastAPI infers.
+
+The service-call and feedback routes read their bodies themselves (size and depth limits come
+before parsing), so FastAPI cannot see their request models. :func:`request_body` references
+them from the route, and :func:`install_openapi` puts their schemas into the document's
+components and narrows the path and ``hook`` to what this app's catalogue serves, so that a
+client generator or a fuzzer (schemathesis in ``make fuzz``) builds requests that reach the rules.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-__all__ = ["ErrorBody", "DISCOVERY_RESPONSES", "CALL_RESPONSES", "FEEDBACK_RESPONSES"]
+from service.cdshooks.models import FeedbackRequest, HookRequest
+
+__all__ = [
+    "ErrorBody",
+    "DISCOVERY_RESPONSES",
+    "CALL_RESPONSES",
+    "FEEDBACK_RESPONSES",
+    "HOOK_REQUEST_EXAMPLE",
+    "FEEDBACK_REQUEST_EXAMPLE",
+    "BROKEN_FHIR_HOOK_REQUEST_EXAMPLE",
+    "request_body",
+    "install_openapi",
+]
+
+_COMPONENT = "#/components/schemas/{model}"
+CALL_PATH = "/cds-services/{service_id}"
+FEEDBACK_PATH = "/cds-services/{service_id}/feedback"
 
 
 class ErrorBody(BaseModel):
@@ -37,3 +63,188 @@ FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _error("Request body over CDS_MAX_BODY_BYTES"),
     503: _error("The database cannot store the feedback now; retry"),
 }
+
+# A patient-view call with complete prefetch: a 66-year-old with active knee osteoarthritis and a
+# BMI of 31.2 (codes from shared/reference/clinical-codes.md: SNOMED 239873007, LOINC 39156-5).
+HOOK_REQUEST_EXAMPLE: dict[str, Any] = {
+    "hook": "patient-view",
+    "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    "context": {"patientId": "example", "userId": "Practitioner/example"},
+    "prefetch": {
+        "patient": {"resourceType": "Patient", "id": "example", "gender": "female", "birthDate": "1959-04-02"},
+        "conditions": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Condition",
+                        "id": "knee-oa",
+                        "clinicalStatus": {
+                            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+                        },
+                        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "239873007", "display": "Osteoarthritis of knee"}]},
+                        "subject": {"reference": "Patient/example"},
+                        "onsetDateTime": "2021-03-14",
+                    }
+                }
+            ],
+        },
+        "observations": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Observation",
+                        "id": "bmi",
+                        "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "39156-5", "display": "Body mass index (BMI) [Ratio]"}]},
+                        "subject": {"reference": "Patient/example"},
+                        "effectiveDateTime": "2025-01-10",
+                        "valueQuantity": {"value": 31.2, "unit": "kg/m2", "system": "http://unitsofmeasure.org", "code": "kg/m2"},
+                    }
+                }
+            ],
+        },
+        # FastAPI drops nulls from the document; an empty searchset also means "no data".
+        "familyHistory": {"resourceType": "Bundle", "type": "searchset", "total": 0},
+    },
+}
+
+# Structurally broken FHIR inside an otherwise valid call: answered 200 (the resources are
+# skipped and reported in the audit record), never 4xx or 5xx (interface.md decision 10).
+BROKEN_FHIR_HOOK_REQUEST_EXAMPLE: dict[str, Any] = {
+    "hook": "patient-view",
+    "hookInstance": "0b3c1a0e-6f55-4d8e-9a53-5b8f5a1d2c77",
+    "context": {"patientId": "broken"},
+    "prefetch": {
+        "patient": {"resourceType": "Patient", "id": "broken", "birthDate": "sometime in 1960", "deceasedBoolean": "no"},
+        "conditions": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {"resource": {"resourceType": "Condition", "id": "c1", "code": "knee pain", "onsetDateTime": 20210314}},
+                {"resource": {"resourceType": "Condition", "id": "c2", "code": {"coding": [{"system": "http://snomed.info/sct", "code": "239873007"}]}, "clinicalStatus": "active"}},
+                {"resource": "not a resource"},
+                {},
+            ],
+        },
+        "observations": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Observation",
+                        "id": "o1",
+                        "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                        "effectiveDateTime": "2024-13-45",
+                        "valueQuantity": {"value": "eighty", "unit": "stone", "code": "[stone]"},
+                    }
+                }
+            ],
+        },
+        "familyHistory": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "FamilyMemberHistory", "condition": 7}}]},
+    },
+}
+
+FEEDBACK_REQUEST_EXAMPLE: dict[str, Any] = {
+    "feedback": [
+        {
+            "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+            "outcome": "overridden",
+            "overrideReason": {
+                "reason": {"code": "patient-declined", "system": "https://back-knee-cds.example/override-reasons", "display": "Patient declined"},
+                "userComment": "Discussed at the last visit",
+            },
+            "outcomeTimestamp": "2025-01-10T14:05:00Z",
+        }
+    ]
+}
+
+
+def request_body(model: type[BaseModel], *, examples: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that parses ``model`` from the body itself."""
+    schema = {"$ref": _COMPONENT.format(model=model.__name__)}
+    named = {name: {"summary": name.replace("-", " "), "value": value} for name, value in examples.items()}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema, "examples": named}}}}
+
+
+def install_openapi(
+    app: FastAPI, *, hooks_by_service: Mapping[str, Sequence[str]], prefetch_by_service: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Complete ``app.openapi()`` with the request models and this catalogue's ids, hooks and prefetch."""
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            _add_request_schemas(document)
+            _narrow_to_catalogue(document, hooks_by_service)
+            _describe_prefetch(document, prefetch_by_service)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_request_schemas(document: dict[str, Any]) -> None:
+    _, definitions = models_json_schema(
+        [(HookRequest, "validation"), (FeedbackRequest, "validation")], ref_template=_COMPONENT
+    )
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in definitions["$defs"].items():
+        if name not in components:
+            components[name] = schema
+        elif _without_defaults(components[name]) != _without_defaults(schema):
+            # A model used both ways (Coding) must accept what it emits; one schema serves both.
+            raise RuntimeError(f"OpenAPI component {name!r} differs between request and response use; split the model")
+
+
+def _without_defaults(schema: Any) -> Any:
+    """The schema minus ``default`` keys, which FastAPI's response schemas omit."""
+    if isinstance(schema, dict):
+        return {key: _without_defaults(value) for key, value in schema.items() if key != "default"}
+    if isinstance(schema, list):
+        return [_without_defaults(value) for value in schema]
+    return schema
+
+
+def _narrow_to_catalogue(document: dict[str, Any], hooks_by_service: Mapping[str, Sequence[str]]) -> None:
+    """Only the catalogue's service ids and hooks get past 404 and 400: say so in the document."""
+    service_ids = sorted(hooks_by_service)
+    hooks = sorted({hook for service_hooks in hooks_by_service.values() for hook in service_hooks})
+    for path in (CALL_PATH, FEEDBACK_PATH):
+        for parameter in document["paths"][path]["post"].get("parameters", []):
+            if parameter["name"] == "service_id" and parameter["in"] == "path":
+                parameter["schema"] = {**parameter["schema"], "enum": service_ids}
+    hook_schema = document["components"]["schemas"]["HookRequest"]["properties"]["hook"]
+    hook_schema["enum"] = hooks
+    hook_schema["description"] = "The hook that fired; every service's hooks are listed in discovery."
+
+
+def _describe_prefetch(document: dict[str, Any], prefetch_by_service: Mapping[str, Mapping[str, str]]) -> None:
+    """Name the prefetch keys the services declare (interface.md decision 4: each is required).
+
+    A key left out is fetched from an allowlisted ``fhirServer``, or the call is answered 412.
+    """
+    templates: dict[str, dict[str, list[str]]] = {}
+    for service_id in sorted(prefetch_by_service):
+        for key, template in prefetch_by_service[service_id].items():
+            templates.setdefault(key, {}).setdefault(template, []).append(service_id)
+    prefetch = document["components"]["schemas"]["HookRequest"]["properties"]["prefetch"]
+    for choice in prefetch["anyOf"]:
+        if choice.get("type") == "object":
+            value = choice["additionalProperties"]
+            choice["properties"] = {
+                key: {**value, "description": "; ".join(f"{template} ({', '.join(ids)})" for template, ids in by_template.items())}
+                for key, by_template in sorted(templates.items())
+            }
+            choice["required"] = sorted(templates)
+    prefetch["description"] = (
+        "The data the service's prefetch templates ask for (see discovery): a FHIR resource, a searchset Bundle, "
+        "or null for no data. A key left out is fetched from fhirServer when it is in CDS_FHIR_SERVER_ALLOWLIST "
+        "and fhirAuthorization is given; otherwise the call is answered 412."
+    )

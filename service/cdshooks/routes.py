@@ -19,7 +19,15 @@ from service.cdshooks.models import (
     HookRequest,
     ServiceDescriptor,
 )
-from service.cdshooks.openapi_docs import CALL_RESPONSES, DISCOVERY_RESPONSES, FEEDBACK_RESPONSES
+from service.cdshooks.openapi_docs import (
+    BROKEN_FHIR_HOOK_REQUEST_EXAMPLE,
+    CALL_RESPONSES,
+    DISCOVERY_RESPONSES,
+    FEEDBACK_REQUEST_EXAMPLE,
+    FEEDBACK_RESPONSES,
+    HOOK_REQUEST_EXAMPLE,
+    request_body,
+)
 from service.engine.catalogue import ServiceDefinition
 from service.json_response import OrjsonResponse
 from service.pipeline import evaluate_service
@@ -61,7 +69,9 @@ async def discovery(state: State) -> OrjsonResponse:
     "/{service_id}",
     response_model=CardsResponse,
     responses=CALL_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HookRequest"}}}}},
+    openapi_extra=request_body(
+        HookRequest, examples={"knee-osteoarthritis-and-high-bmi": HOOK_REQUEST_EXAMPLE, "broken-fhir-in-prefetch": BROKEN_FHIR_HOOK_REQUEST_EXAMPLE}
+    ),
 )
 async def call_service(service_id: str, request: Request, state: State) -> Response:
     """Run a service's rules over the patient's data and answer with cards."""
@@ -124,7 +134,7 @@ async def call_service(service_id: str, request: Request, state: State) -> Respo
 @router.post(
     "/{service_id}/feedback",
     responses=FEEDBACK_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}}},
+    openapi_extra=request_body(FeedbackRequest, examples={"overridden-patient-declined": FEEDBACK_REQUEST_EXAMPLE}),
 )
 async def feedback(service_id: str, request: Request, state: State) -> Response:
     """Store feedback on cards; 200 only once stored, 503 when the database cannot store it."""
