@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+from itertools import accumulate
 from typing import Any, TypeVar
 
 import orjson
@@ -10,7 +12,7 @@ from starlette.requests import Request
 
 from service.cdshooks.errors import HookRequestError, PayloadTooLarge, describe_validation_errors
 
-__all__ = ["read_json_body", "validate_body"]
+__all__ = ["json_depth", "read_json_body", "validate_body"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -36,7 +38,7 @@ async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) ->
         raise HookRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise HookRequestError(f"request body must be a JSON object, got {type(data).__name__}")
-    if _depth_exceeds(data, max_depth):
+    if json_depth(body) > max_depth:
         raise HookRequestError(f"request body is nested deeper than {max_depth} levels")
     return data
 
@@ -49,15 +51,25 @@ def validate_body(model: type[ModelT], data: Any) -> ModelT:
         raise HookRequestError(describe_validation_errors(exc.errors())) from None
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Iterative depth check (no recursion, so a hostile body cannot overflow the stack)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, dict | list))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
-    return False
+# Every byte but the four brackets and the quote: deleted before the depth is counted.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'{}[]"')
+# Opening bracket -> +1, closing -> -1 (as a signed byte).
+_DEPTH_STEP = bytes.maketrans(b"{[}]", b"\x01\x01\xff\xff")
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest nesting of objects and arrays in ``body``, which must be valid JSON (parsed already).
+
+    Read from the raw bytes with C-speed byte operations rather than by walking the parsed
+    objects: walking every value in Python cost three times the JSON parse itself on a large
+    prefetch (bench/profile.py). Strings are taken out first so brackets inside them do not count.
+    """
+    if b'\\"' in body:  # an escaped quote (or a backslash before a closing quote) exists somewhere
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")  # now every quote delimits a string
+    structure = body.translate(None, _NOT_STRUCTURE)
+    # Two adjacent quotes are an empty string or the gap between two strings: dropping them keeps
+    # every bracket on its side of the quotes. What stays quoted is the rare string with a bracket in it.
+    structure = structure.replace(b'""', b"")
+    if b'"' in structure:
+        structure = b"".join(structure.split(b'"')[0::2])
+    return max(accumulate(array("b", structure.translate(_DEPTH_STEP))), default=0)

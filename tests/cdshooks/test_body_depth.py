@@ -1,0 +1,52 @@
+"""json_depth reads nesting from raw bytes; it must agree with a walk of the parsed value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.cdshooks.body import json_depth
+
+# Strings full of the characters the byte scan must see through: brackets, quotes, backslashes.
+_TRICKY_TEXT = st.text(alphabet=st.sampled_from(list('{}[]"\\/ab:, \n\u00e9\u2028')), max_size=12)
+_SCALARS = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | _TRICKY_TEXT
+_JSON = st.recursive(
+    _SCALARS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TRICKY_TEXT, children, max_size=4),
+    max_leaves=40,
+)
+
+
+def _walked_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_walked_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_walked_depth(v) for v in value), default=0)
+    return 0
+
+
+@settings(max_examples=400)
+@given(_JSON)
+def test_depth_from_bytes_matches_the_parsed_value(value: Any) -> None:
+    body = orjson.dumps(value)
+    assert json_depth(body) == _walked_depth(orjson.loads(body))
+
+
+def test_brackets_and_escapes_inside_strings_do_not_count() -> None:
+    cases = {
+        rb'{"a": "]]]]\"[[[[", "b": ["\\", "x\"]"]}': 2,
+        rb'{"a": "\\\"{{{{{{"}': 1,
+        rb'{"a": "\\", "b": [[["\\"]]]}': 4,
+        b'"{[{["': 0,
+        b"[[[[[]]]]]": 5,
+    }
+    for body, depth in cases.items():
+        assert json_depth(body) == depth == _walked_depth(orjson.loads(body)), body
+
+
+def test_depth_of_pretty_printed_json_with_whitespace() -> None:
+    body = orjson.dumps({"a": [{"b": [1, {"c": []}]}]}, option=orjson.OPT_INDENT_2)
+    assert json_depth(body) == 6
