@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench bench-smoke soak openapi rules-check clean
+.PHONY: run test bench bench-smoke fuzz soak openapi rules-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ bench: $(VENV)/.installed-bench
 # The same harness with tiny durations: fails on errors, never on speed.
 bench-smoke: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run --smoke
+
+# Robustness runs (robustness/): schemathesis against a loopback server (about 2 minutes, in CI),
+# and a 60 s soak of mixed hook and feedback traffic (not in CI). The fuzz extra pins schemathesis.
+$(VENV)/.installed-fuzz: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
+	touch $@
+
+fuzz: $(VENV)/.installed-fuzz
+	$(BIN)/python -m robustness.fuzz
 
 openapi: $(VENV)/.installed
 	$(BIN)/back-knee-cds openapi --out openapi/openapi.json

@@ -1,0 +1,1 @@
+"""Robustness runs outside the unit tests: ``make fuzz`` (schemathesis) and ``make soak``."""
