@@ -29,7 +29,8 @@ class AppState:
     gatherer: Gatherer
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
+    """``async`` on purpose: FastAPI runs a sync dependency in a worker thread, a thread hop per request."""
     state: AppState = request.app.state.cds
     return state
 
