@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from tests.support.fhir_server import FhirData, FhirTestServer, serve_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "fhir"
@@ -50,3 +51,18 @@ def client(make_settings: SettingsFactory) -> Iterator[TestClient]:
     """A client for an app with default test settings, lifespan running."""
     with TestClient(create_app(make_settings()), base_url="http://testserver") as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def fhir_server_session() -> Iterator[FhirTestServer]:
+    """The loopback FHIR server (tests/support/fhir_server.py), started once per test session."""
+    with serve_in_thread(FhirTestServer(FhirData.load(SHARED_FIXTURES))) as server:
+        yield server
+
+
+@pytest.fixture
+def fhir_server(fhir_server_session: FhirTestServer) -> Iterator[FhirTestServer]:
+    """The loopback FHIR server with default behaviour and no recorded requests for this test."""
+    fhir_server_session.reset()
+    yield fhir_server_session
+    fhir_server_session.reset()
