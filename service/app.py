@@ -13,6 +13,7 @@ from service import __version__
 from service.api import health, rules_pages
 from service.cdshooks import routes as cds_routes
 from service.cdshooks.errors import install_error_handlers
+from service.cdshooks.fhir_allowlist import ServerAllowlist
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.instrumentation import RequestMetricsMiddleware
 from service.cdshooks.openapi_docs import install_openapi
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     catalogue = load_catalogue(settings.rules_dir)
     key = settings.patient_key.get_secret_value().encode() if settings.patient_key else None
     hasher = PatientHasher(key or load_or_create_key(settings.patient_key_file))
+    fhir_allowlist = ServerAllowlist(settings.fhir_server_allowlist)  # a bad entry fails here, at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,18 +50,22 @@ def create_app(settings: Settings) -> FastAPI:
                 queue_size=settings.audit_queue_size,
                 retry_seconds=settings.database_retry_seconds,
             )
+            metrics = Metrics()
             app.state.cds = AppState(
                 settings=settings,
                 catalogue=catalogue,
-                metrics=Metrics(),
+                metrics=metrics,
                 hasher=hasher,
                 store=store,
                 http=http,
                 gatherer=Gatherer(
                     http,
-                    allowlist=settings.fhir_server_allowlist,
+                    metrics=metrics,
+                    allowlist=fhir_allowlist,
                     timeout_seconds=settings.fhir_timeout_seconds,
                     page_limit=settings.fhir_page_limit,
+                    max_resources=settings.max_prefetch_resources,
+                    max_page_bytes=settings.max_body_bytes,
                 ),
             )
             await store.start()
