@@ -1,0 +1,51 @@
+"""Card text templates with ``{placeholder}`` fields, checked when the catalogue loads.
+
+Placeholders are plain names in braces (``{bmi}``, ``{age}``, ``{reasons}``); nothing else may
+appear in braces, so a template can neither reach into Python objects (as ``str.format`` would
+let ``{x.__class__}`` do) nor carry a placeholder no fact provides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+__all__ = ["Template", "TemplateError"]
+
+_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+class TemplateError(ValueError):
+    """A template is malformed or names a placeholder that is not available where it is used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A text with ``{name}`` placeholders."""
+
+    text: str
+    placeholders: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str, *, allowed: frozenset[str]) -> Template:
+        """The template, or :class:`TemplateError` naming the bad placeholder and what is allowed."""
+        stripped = _PLACEHOLDER.sub("", text)
+        if "{" in stripped or "}" in stripped:
+            raise TemplateError(
+                "braces may only enclose a placeholder name such as {bmi}; "
+                f"found a stray brace in {text!r}"
+            )
+        names = tuple(dict.fromkeys(_PLACEHOLDER.findall(text)))
+        unknown = [name for name in names if name not in allowed]
+        if unknown:
+            available = ", ".join(sorted(allowed)) or "none"
+            raise TemplateError(f"unknown placeholder {{{unknown[0]}}}; available here: {available}")
+        return cls(text=text, placeholders=names)
+
+    def render(self, values: Mapping[str, str], *, missing: Callable[[str], str]) -> str:
+        """Fill the placeholders; ``missing(name)`` supplies text for a value the data lacks."""
+        return _PLACEHOLDER.sub(
+            lambda match: values[match.group(1)] if match.group(1) in values else missing(match.group(1)),
+            self.text,
+        )
