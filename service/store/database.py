@@ -1,0 +1,192 @@
+"""Engines for SQLite and PostgreSQL with bounded waits, and the translation of their errors.
+
+A dead database must never hang a request: PostgreSQL gets a connect timeout, TCP keepalives
+and a statement timeout; SQLite a busy timeout and WAL (readers never wait for the writer).
+Every pool pings a connection before use, so the service recovers by itself after the
+database restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import NullPool
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_SECONDS",
+    "make_engine",
+    "describe_url",
+    "sqlite_file",
+    "ensure_sqlite_directory",
+    "insert_or_skip",
+    "is_transient",
+    "reason_of",
+    "as_utc",
+    "clean_text",
+]
+
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
+# PostgreSQL statements of the running service; migrations have no limit.
+_STATEMENT_TIMEOUT_MS = 30_000
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# SQLSTATEs that mean "not now" rather than "never": the schema is not there yet, a
+# transaction lost a race, or the server is shutting down. Anything else is about the data.
+_TRANSIENT_SQLSTATES = frozenset({"42P01", "42703", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
+
+
+def describe_url(url: str | URL) -> str:
+    """The URL with its password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite URL, or None for another database or an in-memory one."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def ensure_sqlite_directory(url: str | URL) -> None:
+    """Create the directory of a SQLite file (``var/`` for the default URL) when missing."""
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(
+    url: str | URL, *, connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS, for_migrations: bool = False
+) -> Engine:
+    """An engine that never waits unboundedly for a connection.
+
+    ``for_migrations``: one connection, no pool and no statement timeout (a long migration is
+    fine; the advisory lock that serialises replicas lives on that one connection).
+    """
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise ValueError("CDS_DATABASE_URL: not a database URL; expected e.g. sqlite:///var/back-knee-cds.sqlite3") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed, connect_timeout_seconds=connect_timeout_seconds, for_migrations=for_migrations)
+    if backend == "postgresql":
+        return _postgresql_engine(parsed, connect_timeout_seconds=connect_timeout_seconds, for_migrations=for_migrations)
+    raise ValueError(f"CDS_DATABASE_URL: unsupported database '{backend}' in {describe_url(parsed)}; use sqlite:/// or postgresql+psycopg://")
+
+
+def _sqlite_engine(url: URL, *, connect_timeout_seconds: float, for_migrations: bool) -> Engine:
+    options: dict[str, object] = {"pool_pre_ping": True}
+    if for_migrations:
+        options["poolclass"] = NullPool
+    else:
+        options.update(pool_size=10, max_overflow=10, pool_timeout=connect_timeout_seconds)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}, **options
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def _postgresql_engine(url: URL, *, connect_timeout_seconds: float, for_migrations: bool) -> Engine:
+    timeout = max(2, round(connect_timeout_seconds))  # libpq: whole seconds, at least 2
+    connect_args: dict[str, object] = {
+        "connect_timeout": timeout,
+        # A peer that vanished mid-query is noticed in seconds, not after TCP's ~15 minutes.
+        "keepalives": 1,
+        "keepalives_idle": timeout,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": timeout * 1000,
+        "application_name": "back-knee-cds",
+    }
+    options: dict[str, object] = {"pool_pre_ping": True}
+    if for_migrations:
+        options["poolclass"] = NullPool
+    else:
+        connect_args["options"] = f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}"
+        options.update(pool_size=10, max_overflow=10, pool_timeout=connect_timeout_seconds, pool_recycle=1800)
+    return sa.create_engine(url, connect_args=connect_args, **options)
+
+
+def insert_or_skip(connection: sa.Connection, table: sa.Table, unique: Sequence[str]) -> sa.Insert:
+    """``INSERT ... ON CONFLICT (unique) DO NOTHING`` for SQLite and PostgreSQL.
+
+    Idempotence lives in the database's unique constraints, so two replicas (or two threads)
+    racing on the same item still store it once.
+    """
+    if connection.dialect.name == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing(index_elements=list(unique))
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(unique))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying later may succeed: no connection, schema not there yet, a lost race.
+
+    False for errors about the data itself (a constraint, a value the column cannot hold),
+    which no retry will fix.
+    """
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    return isinstance(exc, OSError)  # e.g. the SQLite file's directory cannot be created
+
+
+def reason_of(exc: BaseException) -> str:
+    """One line saying what went wrong, without SQL, parameters or the URL's password."""
+    if isinstance(exc, sa.exc.StatementError) and exc.orig is not None:
+        exc = exc.orig
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware UTC datetime; naive values (what SQLite returns) are read as UTC.
+
+    A time at the very edge of the calendar (year 1 or 9999 with an offset) is clamped.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+def clean_text(value: str) -> str:
+    """Text every database can store: PostgreSQL refuses NUL characters and lone surrogates."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value

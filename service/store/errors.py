@@ -1,0 +1,16 @@
+"""Errors of the store room; what SQLAlchemy raises is translated here, at one edge."""
+
+from __future__ import annotations
+
+__all__ = ["StoreUnavailable", "DatabaseUnreachable"]
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused the write; nothing was stored.
+
+    The feedback route answers 503 so the EHR retries (interface.md section 4).
+    """
+
+
+class DatabaseUnreachable(StoreUnavailable):
+    """No connection could be made (server down, wrong host, database missing, file not openable)."""

@@ -1,0 +1,115 @@
+"""Real databases for the store tests: a SQLite file under tmp_path, and a scratch PostgreSQL database.
+
+``database_url`` is an empty database of each kind; ``migrated_url`` one at the Alembic head
+(applied by ``upgrade_database``, never ``create_all``); ``absent_database`` one that does not
+exist yet and can be made to appear mid-test. PostgreSQL tests need ``CDS_TEST_DATABASE_URL``
+(its server is used; each test gets its own database, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from service.store import upgrade_database
+
+PG_ENV = "CDS_TEST_DATABASE_URL"
+
+
+def _pg_admin_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(f"{PG_ENV} is not set: PostgreSQL store tests skipped (CI sets it; see .ci/run)")
+    return url
+
+
+@dataclass
+class ScratchPostgres:
+    """Creates and drops databases on the test server, each with a unique name."""
+
+    admin_url: str
+    created: list[str]
+
+    def url_for(self, name: str) -> str:
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def new_name(self) -> str:
+        return f"bkc_store_{uuid.uuid4().hex[:12]}"
+
+    def execute(self, statement: str) -> None:
+        engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text(statement))
+        finally:
+            engine.dispose()
+
+    def create(self, name: str) -> str:
+        self.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.url_for(name)
+
+    def terminate_connections(self, name: str) -> None:
+        """What a server restart does to the service's pooled connections."""
+        self.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[ScratchPostgres]:
+    scratch = ScratchPostgres(admin_url=_pg_admin_url(), created=[])
+    try:
+        yield scratch
+    finally:
+        scratch.drop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """An empty database (no schema) of each kind."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    scratch: ScratchPostgres = request.getfixturevalue("scratch_postgres")
+    return scratch.create(scratch.new_name())
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    upgrade_database(database_url)
+    return database_url
+
+
+@dataclass
+class AbsentDatabase:
+    """A database the service cannot open yet; ``appear()`` makes it exist (empty)."""
+
+    url: str
+    appear: Callable[[], None]
+
+
+@pytest.fixture
+def absent_database(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> AbsentDatabase:
+    if dialect == "sqlite":
+        # A directory where the file should be: SQLite cannot open it (whoever runs the tests).
+        path = tmp_path / "later.sqlite3"
+        path.mkdir()
+        return AbsentDatabase(url=f"sqlite:///{path}", appear=path.rmdir)
+    scratch: ScratchPostgres = request.getfixturevalue("scratch_postgres")
+    name = scratch.new_name()
+    scratch.created.append(name)  # dropped afterwards if it came to exist
+    return AbsentDatabase(url=scratch.url_for(name), appear=lambda: scratch.execute(f'CREATE DATABASE "{name}"'))

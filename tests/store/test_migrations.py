@@ -1,0 +1,115 @@
+"""Alembic migrations: they build exactly the tables, repeat harmlessly, and survive replicas racing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from service.store import upgrade_database
+from service.store.migrate import alembic_config, load_schema_info
+from service.store.tables import metadata
+from tests.store.conftest import ScratchPostgres
+from tests.store.helpers import rows
+
+TABLES = {"invocation", "card_issued", "feedback", "suppression", "seen_jwt", "alembic_version"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_builds_every_table_at_head(database_url: str) -> None:
+    assert _tables(database_url) == set()
+    revision = upgrade_database(database_url)
+    assert revision == load_schema_info().head
+    assert _tables(database_url) == TABLES
+
+
+def test_upgrade_twice_is_a_no_op(migrated_url: str) -> None:
+    assert upgrade_database(migrated_url) == load_schema_info().head
+    assert rows(migrated_url, "SELECT version_num FROM alembic_version") == [(load_schema_info().head,)]
+
+
+def test_autogenerate_finds_no_drift_between_tables_and_migrations(migrated_url: str) -> None:
+    engine = sa.create_engine(migrated_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_and_back(migrated_url: str) -> None:
+    engine = sa.create_engine(migrated_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            command.downgrade(alembic_config(connection=connection), "base")
+            connection.commit()
+    finally:
+        engine.dispose()
+    assert _tables(migrated_url) == {"alembic_version"}
+    upgrade_database(migrated_url)
+    assert _tables(migrated_url) == TABLES
+
+
+def test_concurrent_upgrades_from_threads_apply_once(database_url: str) -> None:
+    barrier = threading.Barrier(4)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        barrier.wait()
+        try:
+            results.append(upgrade_database(database_url))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert results == [load_schema_info().head] * 4
+    assert _tables(database_url) == TABLES
+
+
+def test_concurrent_upgrades_from_processes_on_postgresql(scratch_postgres: ScratchPostgres) -> None:
+    """Replicas starting together: separate processes, one database; the advisory lock serialises them."""
+    url = scratch_postgres.create(scratch_postgres.new_name())
+    script = "import sys; from service.store import upgrade_database; print(upgrade_database(sys.argv[1]))"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outcomes = [process.communicate(timeout=120) for process in processes]
+    for process, (stdout, stderr) in zip(processes, outcomes, strict=True):
+        assert process.returncode == 0, stderr
+        assert stdout.strip() == load_schema_info().head
+    assert _tables(url) == TABLES
+
+
+def test_sqlite_upgrade_creates_the_missing_directory_and_uses_wal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'var' / 'nested' / 'cds.sqlite3'}"
+    upgrade_database(url)
+    assert (tmp_path / "var" / "nested" / "cds.sqlite3").is_file()
+    assert rows(url, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_sqlite_relative_default_url_lands_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    upgrade_database("sqlite:///var/back-knee-cds.sqlite3")
+    assert (tmp_path / "var" / "back-knee-cds.sqlite3").is_file()
