@@ -72,15 +72,14 @@ def run_wrk(
     concurrency: int,
     duration_s: int,
     timeout_s: int = 60,
-    cpus: Sequence[int] = (),
+    prefix: Sequence[str] = (),
 ) -> LoadResult:
     """Load ``url`` with ``concurrency`` connections for ``duration_s`` seconds (one wrk thread)."""
     command = [
         "wrk", "--threads", "1", "--connections", str(concurrency), "--duration", f"{duration_s}s",
         "--timeout", f"{timeout_s}s", "--script", str(LUA_SCRIPT), url,
     ]
-    if cpus:
-        command = ["taskset", "--cpu-list", ",".join(map(str, cpus)), *command]
+    command = [*prefix, *command]  # e.g. taskset/nice from bench.servers.placement
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
     completed = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=duration_s + timeout_s + 30, check=False

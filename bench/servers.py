@@ -1,12 +1,14 @@
 """Starting and stopping the two HTTP servers under test, and reading the worker's peak memory.
 
 Both run as ``uvicorn`` with one worker in their own process (the service through its own CLI,
-``back-knee-cds serve``), optionally pinned to one CPU so the load generator gets the other.
+``back-knee-cds serve``). A command prefix (:func:`placement`) pins them to one CPU, wrk to
+another, and raises the priority of all three so other work on a shared machine disturbs less.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Server", "ServerError", "free_port", "peak_rss_mb", "start_baseline", "start_service", "wait_live"]
+__all__ = [
+    "Server",
+    "ServerError",
+    "free_port",
+    "peak_rss_mb",
+    "placement",
+    "start_baseline",
+    "start_service",
+    "wait_live",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +68,16 @@ class Server:
             return ""
 
 
+def placement(cpus: Sequence[int], *, nice: int) -> list[str]:
+    """A command prefix: ``nice`` (negative only as root) and ``taskset`` to ``cpus`` when given."""
+    prefix: list[str] = []
+    if nice and (nice > 0 or os.geteuid() == 0) and shutil.which("nice"):
+        prefix += ["nice", "-n", str(nice)]
+    if cpus and shutil.which("taskset"):
+        prefix += ["taskset", "--cpu-list", ",".join(map(str, cpus))]
+    return prefix
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,26 +92,22 @@ def peak_rss_mb(pid: int) -> float:
     raise ServerError(f"/proc/{pid}/status has no VmHWM line")
 
 
-def start_service(*, env: Mapping[str, str], log_path: Path, cpus: Sequence[int] = ()) -> Server:
+def start_service(*, env: Mapping[str, str], log_path: Path, prefix: Sequence[str] = ()) -> Server:
     port = free_port()
     command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    return _start("service", command, port=port, env=env, log_path=log_path, cpus=cpus)
+    return _start("service", [*prefix, *command], port=port, env=env, log_path=log_path)
 
 
-def start_baseline(*, log_path: Path, cpus: Sequence[int] = ()) -> Server:
+def start_baseline(*, log_path: Path, prefix: Sequence[str] = ()) -> Server:
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1", "--no-access-log", "--log-level", "warning",
     ]
-    return _start("baseline", command, port=port, env=os.environ, log_path=log_path, cpus=cpus)
+    return _start("baseline", [*prefix, *command], port=port, env=os.environ, log_path=log_path)
 
 
-def _start(
-    name: str, command: list[str], *, port: int, env: Mapping[str, str], log_path: Path, cpus: Sequence[int]
-) -> Server:
-    if cpus:
-        command = ["taskset", "--cpu-list", ",".join(map(str, cpus)), *command]
+def _start(name: str, command: list[str], *, port: int, env: Mapping[str, str], log_path: Path) -> Server:
     log = log_path.open("wb")
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
     log.close()
