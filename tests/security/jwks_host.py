@@ -1,0 +1,100 @@
+"""A real JWKS host on loopback: uvicorn on 127.0.0.1, port 0, in a thread (httpx's ``serve_in_thread`` pattern).
+
+Serves whatever JWK Sets a test publishes by path, counts every request per path, and can be
+told to answer slowly, with an error, a redirect or an oversized body, so the service's fetching
+(cache, refresh on rotation, rate limit, timeout, size limit) is exercised over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+__all__ = ["JwksHost", "serve_jwks_host"]
+
+
+class JwksHost:
+    def __init__(self) -> None:
+        self.documents: dict[str, Any] = {}
+        self.hits: Counter[str] = Counter()
+        self.delay_seconds = 0.0
+        self.status: int | None = None
+        self.redirect_to: str | None = None
+        self.body: bytes | None = None
+        self.port = 0
+        self._lock = threading.Lock()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return f"{self.origin}{path}"
+
+    def publish(self, path: str, document: Any) -> str:
+        self.documents[path] = document
+        return self.url(path)
+
+    def reset(self) -> None:
+        self.documents.clear()
+        self.delay_seconds, self.status, self.redirect_to, self.body = 0.0, None, None, None
+        with self._lock:
+            self.hits.clear()
+
+    def hits_for(self, path: str) -> int:
+        with self._lock:
+            return self.hits[path]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        path = scope["path"]
+        with self._lock:
+            self.hits[path] += 1
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        headers = [(b"content-type", b"application/json")]
+        if self.redirect_to is not None:
+            status, body = 302, b""
+            headers.append((b"location", self.redirect_to.encode()))
+        elif self.status is not None:
+            status, body = self.status, b'{"error": "switched"}'
+        elif self.body is not None:
+            status, body = 200, self.body
+        elif path in self.documents:
+            status, body = 200, orjson.dumps(self.documents[path])
+        else:
+            status, body = 404, b'{"error": "no such JWK Set"}'
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@contextmanager
+def serve_jwks_host() -> Iterator[JwksHost]:
+    host = JwksHost()
+    config = uvicorn.Config(
+        host, host="127.0.0.1", port=0, lifespan="off", log_config=None, log_level="warning",
+        http="h11", ws="none", timeout_graceful_shutdown=1,
+    )
+    runner = uvicorn.Server(config)
+    thread = threading.Thread(target=runner.run, name="jwks-test-host", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not runner.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the loopback JWKS host did not start")
+        time.sleep(0.01)
+    host.port = runner.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield host
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,116 @@
+"""Remote JWK Sets over real HTTP (loopback host): cache, refresh on rotation, rate limit, limits, failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from service.cdshooks.jwks import JwksCache
+from tests.security.conftest import logged
+from tests.security.jwks_host import JwksHost
+from tests.security.keys import jwks_of, make_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(follow_redirects=False) as client:  # as the app's shared client
+        yield client
+
+
+def cache(http: httpx.AsyncClient, clock: Clock, **options: float) -> JwksCache:
+    return JwksCache(http, ttl_seconds=options.pop("ttl_seconds", 300), clock=clock, **options)  # type: ignore[arg-type]
+
+
+async def test_keys_are_cached_for_the_ttl(http: httpx.AsyncClient, jwks_host: JwksHost) -> None:
+    clock, key = Clock(), make_key("ES384", kid="a")
+    url = jwks_host.publish("/jwks.json", jwks_of(key))
+    jwks = cache(http, clock)
+    assert set(await jwks.keys(url)) == {"a"}
+    clock.now += 299
+    assert set(await jwks.keys(url)) == {"a"}
+    assert jwks_host.hits_for("/jwks.json") == 1
+    clock.now += 2
+    await jwks.keys(url)
+    assert jwks_host.hits_for("/jwks.json") == 2
+
+
+async def test_refresh_is_rate_limited_per_url(http: httpx.AsyncClient, jwks_host: JwksHost) -> None:
+    clock = Clock()
+    url = jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a")))
+    jwks = cache(http, clock, min_refresh_seconds=10)
+    await jwks.keys(url)
+    jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="b")))
+    assert set(await jwks.refresh(url)) == {"b"}  # the first unknown kid refreshes at once (rotation)
+    for _ in range(5):
+        await jwks.refresh(url)
+    assert jwks_host.hits_for("/jwks.json") == 2
+    clock.now += 10
+    await jwks.refresh(url)
+    assert jwks_host.hits_for("/jwks.json") == 3
+
+
+async def test_a_slow_host_times_out(http: httpx.AsyncClient, jwks_host: JwksHost, caplog: pytest.LogCaptureFixture) -> None:
+    url = jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a")))
+    jwks_host.delay_seconds = 2
+    with caplog.at_level(logging.WARNING):
+        assert await cache(http, Clock(), timeout_seconds=0.2).keys(url) == {}
+    assert "timed out after 0.2 s" in logged(caplog)
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ({"status": 500}, "HTTP 500"),
+        ({"redirect_to": "https://elsewhere.example.org/jwks.json"}, "redirects are not followed"),
+        ({"body": b"<html>not json"}, "response is not JSON"),
+        ({"body": b"{" + b" " * 300_000 + b"}"}, "larger than"),
+    ],
+    ids=["server error", "redirect", "not json", "too large"],
+)
+async def test_failed_fetches_give_no_keys_and_say_why(
+    http: httpx.AsyncClient, jwks_host: JwksHost, caplog: pytest.LogCaptureFixture, setup: dict[str, object], reason: str
+) -> None:
+    url = jwks_host.url("/jwks.json")
+    for name, value in setup.items():
+        setattr(jwks_host, name, value)
+    with caplog.at_level(logging.WARNING):
+        assert await cache(http, Clock()).keys(url) == {}
+    assert reason in logged(caplog)
+    assert jwks_host.hits_for("/jwks.json") == 1  # the redirect target is never asked
+
+
+async def test_a_failing_host_keeps_known_keys_for_a_while_and_is_not_retried_in_a_loop(
+    http: httpx.AsyncClient, jwks_host: JwksHost
+) -> None:
+    clock = Clock()
+    url = jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a")))
+    jwks = cache(http, clock, ttl_seconds=60, min_refresh_seconds=10, max_stale_seconds=600)
+    await jwks.keys(url)
+    jwks_host.status = 503
+    clock.now += 61
+    assert set(await jwks.keys(url)) == {"a"}  # stale but usable
+    assert set(await jwks.keys(url)) == {"a"}  # and the failure is not retried at once
+    assert jwks_host.hits_for("/jwks.json") == 2
+    clock.now += 600
+    assert await jwks.keys(url) == {}  # too stale: dropped
+
+
+async def test_unusable_keys_in_a_remote_set_are_skipped(
+    http: httpx.AsyncClient, jwks_host: JwksHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = make_key("ES384", kid="good")
+    url = jwks_host.publish("/jwks.json", {"keys": [good.public_jwk(), {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}, {"kty": "EC"}]})
+    with caplog.at_level(logging.WARNING):
+        assert set(await cache(http, Clock()).keys(url)) == {"good"}
+    assert "kty 'oct' is not supported" in logged(caplog)
