@@ -17,6 +17,7 @@ from service.cdshooks.fhir_allowlist import ServerAllowlist
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.instrumentation import RequestMetricsMiddleware
 from service.cdshooks.openapi_docs import install_openapi
+from service.cdshooks.security import build_verifier, install_security, load_clients, log_security_posture
 from service.engine.catalogue import load_catalogue
 from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
@@ -34,15 +35,12 @@ def create_app(settings: Settings) -> FastAPI:
     catalogue = load_catalogue(settings.rules_dir)
     key = settings.patient_key.get_secret_value().encode() if settings.patient_key else None
     hasher = PatientHasher(key or load_or_create_key(settings.patient_key_file))
+    trusted_clients = load_clients(settings)  # a broken trusted clients file fails here, at start
     fhir_allowlist = ServerAllowlist(settings.fhir_server_allowlist)  # a bad entry fails here, at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.auth == "off":
-            log.warning(
-                "authentication is OFF (CDS_AUTH=off): any caller can use this service; development only",
-                extra={"fields": {"setting": "CDS_AUTH"}},
-            )
+        log_security_posture(settings, trusted_clients)
         # One HTTP client for the whole process; redirects are never followed (no hop to another host).
         async with httpx.AsyncClient(follow_redirects=False, timeout=settings.fhir_timeout_seconds) as http:
             store = Store(
@@ -67,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
                     max_resources=settings.max_prefetch_resources,
                     max_page_bytes=settings.max_body_bytes,
                 ),
+                verifier=build_verifier(settings, trusted_clients, http=http, remember_jti=store.remember_jti),
             )
             await store.start()
             try:
@@ -81,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_security(app, settings)  # JWT auth, CORS around it, request log context
     app.add_middleware(RequestMetricsMiddleware)
     app.include_router(cds_routes.router)
     app.include_router(health.router)

@@ -14,6 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from service.catalogue_error import CatalogueError
+from service.config_error import ConfigError
 from service.settings import Settings
 
 __all__ = ["main", "UsageError"]
@@ -39,6 +40,11 @@ def _serve(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
+    from service.app import create_app
+
+    # Built here even for several workers: a broken catalogue or trusted clients file stops the
+    # start with one line, instead of a traceback from each worker.
+    app = create_app(settings)
     if args.workers > 1:
         # Each worker builds its own app from the environment (uvicorn's factory mode).
         uvicorn.run(
@@ -46,9 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers, log_config=None, proxy_headers=True,
         )
         return 0
-    from service.app import create_app
-
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, proxy_headers=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True)
     return 0
 
 
@@ -112,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.run(args)
         return result
-    except (UsageError, CatalogueError) as exc:
+    except (UsageError, CatalogueError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

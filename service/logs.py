@@ -2,17 +2,62 @@
 
 Callers pass fields with ``extra={"fields": {...}}``; never a token, a JWT or a patient name,
 and patient ids only through :class:`service.privacy.PatientHasher`.
+
+Every line written while a request is handled also carries that request's fields (``request_id``,
+and ``hookInstance`` once the body is read), bound with :func:`request_log_context` and
+:func:`bind_request_fields`, so all lines of one hook call can be found together.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import IO
 
 import orjson
 
-__all__ = ["configure_logging", "JsonFormatter"]
+__all__ = ["configure_logging", "JsonFormatter", "TextFormatter", "request_log_context", "bind_request_fields"]
+
+# A fresh dict per request; bound fields are added to it in place, so code running in a copied
+# context (a thread-pool dependency) still writes to the request's own dict.
+_request_fields: ContextVar[dict[str, object] | None] = ContextVar("request_log_fields", default=None)
+
+_MAX_BOUND_VALUE = 128  # client-chosen values (hookInstance) are cut to this length
+# Libraries that log URLs (a FHIR search URL holds the patient id) or headers at INFO/DEBUG.
+_QUIET_LIBRARIES = ("httpx", "httpcore", "hpack", "h11", "h2", "multipart")
+
+
+@contextmanager
+def request_log_context() -> Iterator[str]:
+    """Bind a new ``request_id`` to every log line until the block ends; yields the id."""
+    request_id = uuid.uuid4().hex[:16]
+    token = _request_fields.set({"request_id": request_id})
+    try:
+        yield request_id
+    finally:
+        _request_fields.reset(token)
+
+
+def bind_request_fields(**fields: str | int | None) -> None:
+    """Add fields to the current request's log lines (no effect outside a request)."""
+    bound = _request_fields.get()
+    if bound is None:
+        return
+    for name, value in fields.items():
+        bound[name] = value[:_MAX_BOUND_VALUE] if isinstance(value, str) else value
+
+
+def _line_fields(record: logging.LogRecord) -> dict[str, object]:
+    fields: dict[str, object] = dict(_request_fields.get() or {})
+    extra = getattr(record, "fields", None)
+    if isinstance(extra, dict):
+        fields.update(extra)
+    return fields
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,9 +68,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
+        entry.update(_line_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -34,14 +77,19 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict) and fields:
-            line += " " + " ".join(f"{key}={value}" for key, value in fields.items())
+        fields = _line_fields(record)
+        if fields:
+            # repr() for text values keeps a client-chosen value from forging a second log line.
+            line += " " + " ".join(
+                f"{key}={value!r}" if isinstance(value, str) and not value.isprintable() else f"{key}={value}"
+                for key, value in fields.items()
+            )
         return line
 
 
-def configure_logging(log_format: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(log_format: str, level: str = "INFO", *, stream: IO[str] | None = None) -> None:
+    """One handler on the root logger writing to ``stream`` (stderr by default)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -53,3 +101,7 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request URL at INFO, and a FHIR search URL names the patient; hpack logs
+    # header values (bearer tokens) at DEBUG. Whatever CDS_LOG_LEVEL says, they stay at WARNING.
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -9,6 +9,7 @@ import httpx
 from fastapi import Depends, Request
 
 from service.cdshooks.gathering import Gatherer
+from service.cdshooks.jwt_verifier import JwtVerifier
 from service.engine.catalogue import Catalogue
 from service.metrics import Metrics
 from service.privacy import PatientHasher
@@ -27,6 +28,7 @@ class AppState:
     store: Store
     http: httpx.AsyncClient
     gatherer: Gatherer
+    verifier: JwtVerifier | None = None  # None with CDS_AUTH=off
 
 
 async def _state(request: Request) -> AppState:

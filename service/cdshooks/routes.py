@@ -30,6 +30,7 @@ from service.cdshooks.openapi_docs import (
 )
 from service.engine.catalogue import ServiceDefinition
 from service.json_response import OrjsonResponse
+from service.logs import bind_request_fields
 from service.pipeline import evaluate_service
 from service.state import AppState, State
 from service.store import FeedbackRecord, InvocationRecord, StoreUnavailable
@@ -81,6 +82,7 @@ async def call_service(service_id: str, request: Request, state: State) -> Respo
     settings = state.settings
     data = await read_json_body(request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
     hook_request = validate_body(HookRequest, data)
+    bind_request_fields(hookInstance=hook_request.hookInstance, service=service_id)  # on every later log line of this call
     if hook_request.hook not in service.hooks:
         raise HookRequestError(
             f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"

@@ -1,4 +1,4 @@
-"""json_depth reads nesting from raw bytes; it must agree with a walk of the parsed value."""
+"""nesting_exceeds reads nesting from raw bytes; it must agree with a walk of the parsed value."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.cdshooks.body import json_depth
+from service.cdshooks.body import nesting_exceeds
 
 # Strings full of the characters the byte scan must see through: brackets, quotes, backslashes.
 _TRICKY_TEXT = st.text(alphabet=st.sampled_from(list('{}[]"\\/ab:, \n\u00e9\u2028')), max_size=12)
@@ -28,11 +28,21 @@ def _walked_depth(value: Any) -> int:
     return 0
 
 
+def _depth_by_limits(body: bytes) -> int:
+    """The smallest limit the body does not exceed, checked at every limit up to it."""
+    limit = 0
+    while nesting_exceeds(body, limit):
+        limit += 1
+    assert not any(nesting_exceeds(body, higher) for higher in range(limit, limit + 3))
+    return limit
+
+
 @settings(max_examples=400)
 @given(_JSON)
 def test_depth_from_bytes_matches_the_parsed_value(value: Any) -> None:
     body = orjson.dumps(value)
-    assert json_depth(body) == _walked_depth(orjson.loads(body))
+    depth = _walked_depth(orjson.loads(body))
+    assert _depth_by_limits(body) == depth
 
 
 def test_brackets_and_escapes_inside_strings_do_not_count() -> None:
@@ -44,9 +54,16 @@ def test_brackets_and_escapes_inside_strings_do_not_count() -> None:
         b"[[[[[]]]]]": 5,
     }
     for body, depth in cases.items():
-        assert json_depth(body) == depth == _walked_depth(orjson.loads(body)), body
+        assert _depth_by_limits(body) == depth == _walked_depth(orjson.loads(body)), body
 
 
 def test_depth_of_pretty_printed_json_with_whitespace() -> None:
     body = orjson.dumps({"a": [{"b": [1, {"c": []}]}]}, option=orjson.OPT_INDENT_2)
-    assert json_depth(body) == 6
+    assert _depth_by_limits(body) == 6
+
+
+def test_hostile_nesting_is_caught_at_the_limit() -> None:
+    deep = b"[" * 1000 + b"]" * 1000
+    assert nesting_exceeds(deep, 64)
+    assert not nesting_exceeds(deep, 1000)
+    assert nesting_exceeds(b'{"a": {"b": {}}}', 2) and not nesting_exceeds(b'{"a": {"b": {}}}', 3)
