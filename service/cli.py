@@ -48,10 +48,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Each worker builds its own app from the environment (uvicorn's factory mode).
         uvicorn.run(
-            "service.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+            "service.runtime:create_serving_app_from_env", factory=True, host=args.host, port=args.port,
             workers=args.workers, log_config=None, proxy_headers=True,
         )
         return 0
+    from service.runtime import tune_gc_for_serving
+
+    tune_gc_for_serving()  # after start-up: what it built is frozen out of every collection
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True)
     return 0
 
