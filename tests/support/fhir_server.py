@@ -9,15 +9,20 @@ Data: every resource in ``/work/shared/fixtures/fhir`` (Synthea Bundles are unpa
 Patient ``example`` (HL7 examples: BMI, weight, height, FamilyMemberHistory) or the Synthea
 patients (``FhirData.patient_id("Kozey")``). Tests may add resources with :meth:`FhirTestServer.put`.
 
-Endpoints, under ``{base_url}`` = ``http://127.0.0.1:<port>/fhir``:
+Endpoints, under ``{base_url}`` = ``http://127.0.0.1:<port>/<tag>/fhir``:
 - ``GET /fhir/{type}/{id}``: read (404 with an OperationOutcome when unknown);
 - ``GET /fhir/{type}?patient=<id>`` (or ``subject=``): search by patient, any type with
   ``subject`` or ``patient``; ``code=<system>|<code>,...`` filters on ``code.coding``;
   ``_count`` pages the searchset (``link[next]`` with an opaque ``_offset``);
-- anything else: 404 (and recorded, so a test can prove a path was never asked for).
+- anything else under ``{root}`` = ``http://127.0.0.1:<port>/<tag>``: 404, and recorded, so a
+  test can prove a path (``{root}/elsewhere``) was never asked for.
 
-Every request is recorded (:attr:`FhirTestServer.requests`: method, path, query, Authorization
-header). Per-test switches (:class:`Behaviour`, set with :meth:`FhirTestServer.behave`, cleared
+``<tag>`` changes at every :meth:`FhirTestServer.reset` (so for every test): a request that a
+previous test's cancelled fetch left in flight arrives under the old tag and lands in
+:attr:`FhirTestServer.stray`, never in this test's :attr:`FhirTestServer.requests`.
+
+Every request is recorded (:attr:`FhirTestServer.requests`: method, path without the tag,
+e.g. ``/fhir/Patient/example``, query, Authorization header). Per-test switches (:class:`Behaviour`, set with :meth:`FhirTestServer.behave`, cleared
 by :meth:`FhirTestServer.reset`):
 
     require_token     401 unless ``Authorization: Bearer <require_token>``
@@ -31,6 +36,9 @@ by :meth:`FhirTestServer.reset`):
     paginate_forever  every page links to a further (empty) page
     next_link_base    next links point at this base URL instead of this server
     only_types        apply the switches only to requests for these resource types
+
+:meth:`FhirTestServer.behave_for` sets switches for some resource types only, on top of
+:meth:`FhirTestServer.behave` (e.g. Conditions answer 500 while Observations are slow).
 
 Use from tests::
 
@@ -49,6 +57,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,14 +181,18 @@ class FhirTestServer:
     def __init__(self, data: FhirData):
         self.data = data
         self.behaviour = Behaviour()
+        self._by_type: dict[str, Behaviour] = {}
         self._extra = FhirData()
         self._requests: list[RecordedRequest] = []
+        self._stray: list[RecordedRequest] = []
         self._lock = threading.Lock()
+        self._tags = itertools.count(1)
+        self.tag = "t0"
         self.port = 0
         self.app = Starlette(
             routes=[
-                Route("/fhir/{kind}/{rid}", self._read),
-                Route("/fhir/{kind}", self._search),
+                Route("/{tag}/fhir/{kind}/{rid}", self._read),
+                Route("/{tag}/fhir/{kind}", self._search),
                 Route("/{rest:path}", self._elsewhere),
             ]
         )
@@ -191,13 +204,25 @@ class FhirTestServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def root(self) -> str:
+        """This test's root on the server; the FHIR base is ``{root}/fhir``."""
+        return f"{self.origin}/{self.tag}"
+
+    @property
     def base_url(self) -> str:
-        return f"{self.origin}/fhir"
+        return f"{self.root}/fhir"
 
     @property
     def requests(self) -> list[RecordedRequest]:
+        """Requests under this test's tag, in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def stray(self) -> list[RecordedRequest]:
+        """Requests under an older tag (left in flight by earlier tests) or under none."""
+        with self._lock:
+            return list(self._stray)
 
     def behave(self, **switches: Any) -> None:
         """Replace the switches for this test (``only_types`` may be any iterable of type names)."""
@@ -205,15 +230,23 @@ class FhirTestServer:
             switches["only_types"] = frozenset(switches["only_types"])
         self.behaviour = Behaviour(**switches)
 
+    def behave_for(self, *kinds: str, **switches: Any) -> None:
+        """Switches for requests about these resource types only; they override :meth:`behave`."""
+        for kind in kinds:
+            self._by_type[kind] = Behaviour(**switches)
+
     def put(self, resource: dict[str, Any]) -> None:
         """Serve an extra resource until the next :meth:`reset`."""
         self._extra.add(resource)
 
     def reset(self) -> None:
         self.behaviour = Behaviour()
+        self._by_type = {}
         self._extra = FhirData()
         with self._lock:
             self._requests.clear()
+            self._stray.clear()
+            self.tag = f"t{next(self._tags)}"
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -249,21 +282,21 @@ class FhirTestServer:
     # --- behaviour ------------------------------------------------------------------------
 
     def _record(self, request: Request) -> None:
-        recorded = RecordedRequest(
-            method=request.method,
-            path=request.url.path,
-            query=request.url.query,
-            authorization=request.headers.get("authorization"),
-        )
+        _, tag, *rest = request.url.path.split("/")
         with self._lock:
-            self._requests.append(recorded)
+            current = tag == self.tag
+            recorded = RecordedRequest(
+                method=request.method,
+                path="/" + "/".join(rest) if current else request.url.path,
+                query=request.url.query,
+                authorization=request.headers.get("authorization"),
+            )
+            (self._requests if current else self._stray).append(recorded)
 
     async def _switches(self, request: Request, kind: str) -> Any:
         """The response a switch dictates, or None to answer normally."""
         self._record(request)
-        b = self.behaviour
-        if not self._applies(kind):
-            return None
+        b = self._behaviour_for(kind)
         if b.delay_seconds:
             await asyncio.sleep(b.delay_seconds)
         if b.reset_connection:
@@ -280,17 +313,21 @@ class FhirTestServer:
             return _outcome(200, "switched to answer an OperationOutcome")
         return None
 
-    def _applies(self, kind: str) -> bool:
-        return self.behaviour.only_types is None or kind in self.behaviour.only_types
+    def _behaviour_for(self, kind: str) -> Behaviour:
+        if kind in self._by_type:
+            return self._by_type[kind]
+        general = self.behaviour
+        return general if general.only_types is None or kind in general.only_types else Behaviour()
 
     def _page(self, request: Request, kind: str, found: list[dict[str, Any]]) -> Response:
         params = request.query_params
-        b = self.behaviour if self._applies(kind) else Behaviour()
+        b = self._behaviour_for(kind)
         size = b.page_size or (int(params["_count"]) if params.get("_count", "").isdigit() else None)
         offset = int(params["_offset"]) if params.get("_offset", "").isdigit() else 0
         page = found[offset : offset + size] if size else found[offset:]
-        base = b.next_link_base or self.base_url
-        links = [{"relation": "self", "url": f"{self.base_url}/{kind}?{request.url.query}"}]
+        here = f"{self.origin}/{request.path_params['tag']}/fhir"
+        base = b.next_link_base or here
+        links = [{"relation": "self", "url": f"{here}/{kind}?{request.url.query}"}]
         more = size is not None and (offset + size < len(found) or b.paginate_forever)
         if more and size is not None:
             query = [(k, v) for k, v in params.multi_items() if k != "_offset"] + [("_offset", str(offset + size))]
@@ -298,7 +335,7 @@ class FhirTestServer:
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(found), "link": links}
         if page:
             bundle["entry"] = [
-                {"fullUrl": f"{self.base_url}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in page
+                {"fullUrl": f"{here}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in page
             ]
         return Response(orjson.dumps(bundle), media_type=FHIR_JSON)
 
