@@ -106,7 +106,7 @@ class FhirServerSession:
         while (link := next_link(pages[-1])) is not None:
             if len(pages) >= self.page_limit:
                 raise FhirServerError(
-                    f"the FHIR server has more than CDS_FHIR_PAGE_LIMIT={self.page_limit} pages for it"
+                    f"the FHIR server has more than CDS_FHIR_PAGE_LIMIT={self.page_limit} pages of results"
                 )
             try:
                 target = parse_server_url(urljoin(current, link), allow_query=True)
@@ -148,7 +148,10 @@ class FhirServerSession:
             return document
         except (TimeoutError, httpx.TimeoutException) as exc:  # our deadline, or httpx's per-call limit
             outcome = "timeout"
-            raise FhirServerError(f"fetching it from the FHIR server timed out after {self.budget_seconds} s (CDS_FHIR_TIMEOUT_SECONDS)", outcome="timeout") from exc
+            raise FhirServerError(
+                f"fetching from the FHIR server timed out after {self.budget_seconds} s (CDS_FHIR_TIMEOUT_SECONDS)",
+                outcome="timeout",
+            ) from exc
         except httpx.ConnectError as exc:
             raise FhirServerError("the service could not connect to the FHIR server") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:

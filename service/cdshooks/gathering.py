@@ -29,7 +29,7 @@ __all__ = ["Gatherer"]
 
 log = logging.getLogger("service.cdshooks.gathering")
 
-_ABANDONED = "fetching it was abandoned when another key failed"
+_ABANDONED = "fetching was abandoned when another key failed"
 
 
 class Gatherer:

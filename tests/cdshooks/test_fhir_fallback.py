@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -167,9 +168,31 @@ def test_the_time_budget_covers_the_whole_request_not_each_call(
     fhir_server.behave(page_size=1, delay_seconds=0.15, only_types={"Condition"})
     started = time.perf_counter()
     message = error_of(app.post(REFERRAL, json=fallback_request(fhir_server.base_url, kozey)), 412)
-    assert "prefetch key 'conditions' is missing and fetching it from the FHIR server timed out after 0.5 s" in message
+    assert "prefetch key 'conditions' is missing and fetching from the FHIR server timed out after 0.5 s" in message
     assert time.perf_counter() - started < 1.0
     assert 2 <= len([r for r in fhir_server.requests if r.resource_type == "Condition"]) <= 4
+
+
+def test_one_failing_key_ends_the_request_without_waiting_for_the_others(
+    app: TestClient, fhir_server: FhirTestServer
+) -> None:
+    fhir_server.behave_for("Observation", "FamilyMemberHistory", delay_seconds=1.5)
+    fhir_server.behave_for("Condition", status=500)
+    message = error_of(app.post(RISK, json=fallback_request(fhir_server.base_url, "example", prefetch={"patient": None})), 412)
+    assert message == (
+        "prefetch key 'conditions' is missing and the FHIR server answered 500; prefetch keys 'observations', "
+        "'familyHistory' are missing and fetching was abandoned when another key failed"
+    )
+
+
+def test_an_unreachable_allowed_server_is_412(open_app: AppFactory) -> None:
+    with socket.socket() as probe:  # a loopback port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = f"http://127.0.0.1:{port}/fhir"
+    app = open_app(fhir_server_allowlist=[server])
+    message = error_of(app.post(REFERRAL, json=fallback_request(server, "example", prefetch={"patient": None})), 412)
+    assert message == "prefetch key 'conditions' is missing and the service could not connect to the FHIR server"
 
 
 def test_case_9_only_the_missing_keys_reach_the_server(app: TestClient, fhir_server: FhirTestServer) -> None:
@@ -230,17 +253,18 @@ def test_case_18_a_paginated_prefetch_is_followed_when_fhir_access_is_given(
 @pytest.mark.parametrize(
     "server",
     [
-        "{origin}/fhirx",  # path look-alike on the listed host and port
-        "{origin}/fhir/../admin",
-        "http://localhost:{port}/fhir",  # the same socket under another name is not on the list
-        "http://127.0.0.1:{port}@evil.example/fhir",
+        "{root}/fhirx",  # path look-alike on the listed host and port
+        "{root}/fhir/../admin",
+        "{root}/fhir/%2e%2e/admin",
+        "http://localhost:{port}/{tag}/fhir",  # the same socket under another name is not on the list
+        "http://127.0.0.1:{port}@evil.example/{tag}/fhir",
     ],
 )
 def test_a_server_off_the_allowlist_is_never_contacted(
     app: TestClient, fhir_server: FhirTestServer, server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    fhir_server_url = server.format(origin=fhir_server.origin, port=fhir_server.port)
+    fhir_server_url = server.format(root=fhir_server.root, port=fhir_server.port, tag=fhir_server.tag)
     message = error_of(app.post(RISK, json=fallback_request(fhir_server_url, "example")), 412)
     assert "prefetch keys 'patient', 'conditions', 'observations', 'familyHistory' are missing and fhirServer" in message
     assert fhir_server.requests == []
@@ -301,7 +325,7 @@ def test_a_patient_id_that_would_change_the_query_is_400_and_not_sent(app: TestC
 
 
 def test_redirects_are_not_followed(app: TestClient, fhir_server: FhirTestServer) -> None:
-    fhir_server.behave(redirect_to=f"{fhir_server.origin}/elsewhere/Condition", only_types={"Condition"})
+    fhir_server.behave(redirect_to=f"{fhir_server.root}/elsewhere/Condition", only_types={"Condition"})
     body = fallback_request(fhir_server.base_url, "example", prefetch={"patient": None})
     message = error_of(app.post(REFERRAL, json=body), 412)
     assert "the FHIR server answered with a redirect (302), and redirects are not followed" in message
@@ -309,7 +333,7 @@ def test_redirects_are_not_followed(app: TestClient, fhir_server: FhirTestServer
 
 
 def test_a_next_link_off_the_server_is_not_followed(app: TestClient, fhir_server: FhirTestServer, kozey: str) -> None:
-    fhir_server.behave(page_size=1, next_link_base=f"{fhir_server.origin}/other-fhir", only_types={"Condition"})
+    fhir_server.behave(page_size=1, next_link_base=f"{fhir_server.root}/other-fhir", only_types={"Condition"})
     body = fallback_request(fhir_server.base_url, kozey, prefetch={"patient": None})
     message = error_of(app.post(REFERRAL, json=body), 412)
     assert f"a Bundle next link leads outside fhirServer {fhir_server.base_url}" in message
@@ -326,17 +350,22 @@ def test_a_prefetch_next_link_to_another_host_is_not_followed(app: TestClient, f
     assert fetch_count(app, "ok") + fetch_count(app, "error") == 0
 
 
-def test_pagination_follows_next_links_up_to_the_page_limit(
+def test_pagination_follows_next_links_within_the_page_limit(
     open_app: AppFactory, fhir_server: FhirTestServer, kozey: str
 ) -> None:
     app = open_app(fhir_server_allowlist=[fhir_server.base_url], fhir_page_limit=7)
     fhir_server.behave(page_size=1, only_types={"Condition"})
     assert app.post(REFERRAL, json=fallback_request(fhir_server.base_url, kozey)).status_code == 200
     assert len([r for r in fhir_server.requests if r.resource_type == "Condition"]) == 7
-    fhir_server.reset()
+
+
+def test_a_server_that_paginates_forever_is_stopped_at_the_page_limit(
+    open_app: AppFactory, fhir_server: FhirTestServer, kozey: str
+) -> None:
+    app = open_app(fhir_server_allowlist=[fhir_server.base_url], fhir_page_limit=7)
     fhir_server.behave(page_size=1, paginate_forever=True, only_types={"Condition"})
     message = error_of(app.post(REFERRAL, json=fallback_request(fhir_server.base_url, kozey)), 412)
-    assert "the FHIR server has more than CDS_FHIR_PAGE_LIMIT=7 pages for it" in message
+    assert "the FHIR server has more than CDS_FHIR_PAGE_LIMIT=7 pages of results" in message
     assert len([r for r in fhir_server.requests if r.resource_type == "Condition"]) == 7
 
 
