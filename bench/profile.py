@@ -1,11 +1,13 @@
-"""Profile the service's request path in-process with pyinstrument.
+"""The service's request path in-process: a pyinstrument profile, or CPU time per request.
 
-The app runs in this thread (ASGI, lifespan included, SQLite audit in a temp directory) and
-receives ``--requests`` calls with one benchmark workload, so the profile shows where a request's
-time goes without the load generator or the HTTP server in the picture.
+The app runs in this thread (lifespan included, SQLite audit in a temp directory) and receives
+calls straight through ASGI (no HTTP server, no load generator), so what is left is the service's
+own work. ``--measure`` prints CPU milliseconds per request (best of several rounds of process
+time), which moves much less than wall-clock numbers on a machine shared with other work.
 
-    python -m bench.profile --workload heavy --requests 200
-    python -m bench.profile --workload sweep-1000 --requests 20 --html
+    python -m bench.profile --workload heavy --requests 200          # profile -> bench/results/
+    python -m bench.profile --workload heavy --requests 200 --flat   # functions by own time
+    python -m bench.profile --measure typical heavy sweep-1000       # CPU ms per request
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 from bench.servers import REPO_ROOT
 from bench.workloads import SERVICE_ID, Workload, heavy, sweep, typical
@@ -27,6 +30,9 @@ from bench.workloads import SERVICE_ID, Workload, heavy, sweep, typical
 __all__ = ["main"]
 
 DEFAULT_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "fhir"
+PATH = f"/cds-services/{SERVICE_ID}"
+
+Asgi = Any
 
 
 def _workload(name: str, fixtures: Path) -> Workload:
@@ -39,35 +45,113 @@ def _workload(name: str, fixtures: Path) -> Workload:
     raise SystemExit(f"error: unknown workload '{name}'; use typical, heavy or sweep-N")
 
 
-async def _profile(workload: Workload, *, requests: int, tmp: Path, html: bool) -> str:
-    from pyinstrument import Profiler
-
+@asynccontextmanager
+async def _running_app(tmp: Path, *, max_body: int, tune_gc: bool) -> AsyncIterator[Asgi]:
+    """The app as ``back-knee-cds serve`` builds it (migrated SQLite audit, auth off, GC tuned), lifespan running."""
     from service.app import create_app
     from service.settings import Settings
 
+    database = f"sqlite:///{tmp / 'audit.sqlite3'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update(CDS_DATABASE_URL=database, CDS_AUTH="off")
+    subprocess.run([sys.executable, "-m", "service", "db", "upgrade"], cwd=REPO_ROOT, env=env, capture_output=True, check=False)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         auth="off",
-        database_url=f"sqlite:///{tmp / 'audit.sqlite3'}",
+        database_url=database,
         patient_key="bench-patient-key-0123456789abcdef",
         log_format="json",
-        max_body_bytes=max(5 * 1024 * 1024, len(workload.body) + 1024 * 1024),
+        max_body_bytes=max(5 * 1024 * 1024, max_body + 1024 * 1024),
     )
     app = create_app(settings)
-    path = f"/cds-services/{SERVICE_ID}"
-    headers = {"Content-Type": "application/json"}
+    if tune_gc:
+        from service.runtime import tune_gc_for_serving
+
+        tune_gc_for_serving()
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            for _ in range(3):  # warm caches and lazy imports outside the profile
-                (await client.post(path, content=workload.body, headers=headers)).raise_for_status()
-            profiler = Profiler(interval=0.0005, async_mode="enabled")
-            profiler.start()
-            for _ in range(requests):
-                response = await client.post(path, content=workload.body, headers=headers)
-                response.raise_for_status()
-            profiler.stop()
-    return profiler.output_html() if html else profiler.output_text(unicode=True, show_all=False)
+        yield app
+
+
+async def _call(app: Asgi, body: bytes) -> int:
+    """One POST through ASGI; the response status (the body is read and dropped)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    delivered = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _checked_calls(app: Asgi, body: bytes, count: int) -> None:
+    for _ in range(count):
+        status = await _call(app, body)
+        if status != 200:
+            raise SystemExit(f"error: the service answered {status}")
+
+
+async def _profile(workload: Workload, *, requests: int, tmp: Path, html: bool, flat: bool, tune_gc: bool) -> str:
+    from pyinstrument import Profiler
+
+    async with _running_app(tmp, max_body=len(workload.body), tune_gc=tune_gc) as app:
+        await _checked_calls(app, workload.body, 3)  # lazy imports and caches outside the profile
+        profiler = Profiler(interval=0.0005, async_mode="enabled")
+        profiler.start()
+        await _checked_calls(app, workload.body, requests)
+        profiler.stop()
+    if html:
+        return profiler.output_html()
+    return profiler.output_text(unicode=True, show_all=False, flat=flat)
+
+
+async def _measure(workloads: list[Workload], *, requests: int, rounds: int, tmp: Path, tune_gc: bool) -> list[str]:
+    lines = []
+    async with _running_app(tmp, max_body=max(len(w.body) for w in workloads), tune_gc=tune_gc) as app:
+        for workload in workloads:
+            count = max(3, requests * 36 // max(workload.resources, 36))  # fewer calls for big bodies
+            await _checked_calls(app, workload.body, 3)
+            cpu, wall = [], []
+            for _ in range(rounds):
+                started_cpu, started_wall = time.process_time(), time.perf_counter()
+                await _checked_calls(app, workload.body, count)
+                cpu.append((time.process_time() - started_cpu) * 1000 / count)
+                wall.append((time.perf_counter() - started_wall) * 1000 / count)
+            lines.append(
+                f"{workload.name:<12} {workload.resources:>6} resources  cpu {min(cpu):8.3f} ms/request"
+                f"  (wall best {min(wall):8.3f}; {count} calls x {rounds} rounds)"
+            )
+            print(lines[-1], flush=True)
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,16 +160,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     parser.add_argument("--html", action="store_true", help="write HTML instead of text")
+    parser.add_argument("--flat", action="store_true", help="text: functions by their own time, not the call tree")
+    parser.add_argument("--measure", nargs="+", metavar="WORKLOAD", help="print CPU ms per request instead of profiling")
+    parser.add_argument("--rounds", type=int, default=5, help="with --measure: rounds, the best counts")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC settings (serve tunes them)")
     parser.add_argument("--out", type=Path, help="default bench/results/profile-<workload>.(txt|html)")
     args = parser.parse_args(argv)
-    workload = _workload(args.workload, args.fixtures)
-    out = args.out or REPO_ROOT / "bench" / "results" / f"profile-{workload.name}.{'html' if args.html else 'txt'}"
     with tempfile.TemporaryDirectory(prefix="back-knee-profile-") as scratch:
         tmp = Path(scratch)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-        env.update(CDS_DATABASE_URL=f"sqlite:///{tmp / 'audit.sqlite3'}", CDS_AUTH="off")
-        subprocess.run([sys.executable, "-m", "service", "db", "upgrade"], cwd=REPO_ROOT, env=env, capture_output=True, check=False)
-        text = asyncio.run(_profile(workload, requests=args.requests, tmp=tmp, html=args.html))
+        if args.measure:
+            workloads = [_workload(name, args.fixtures) for name in args.measure]
+            asyncio.run(_measure(workloads, requests=args.requests, rounds=args.rounds, tmp=tmp, tune_gc=not args.default_gc))
+            return 0
+        workload = _workload(args.workload, args.fixtures)
+        text = asyncio.run(
+            _profile(workload, requests=args.requests, tmp=tmp, html=args.html, flat=args.flat, tune_gc=not args.default_gc)
+        )
+    out = args.out or REPO_ROOT / "bench" / "results" / f"profile-{workload.name}.{'html' if args.html else 'txt'}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(f"profiled {args.requests} x {workload.name} ({workload.description}); wrote {out}")
