@@ -27,9 +27,11 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # found next to the `service` package exactly as in a checkout. `.dockerignore` keeps tests,
 # caches, virtualenvs and local data out of this copy.
 COPY . .
+# Then the build tools leave the venv: nothing at run time installs packages.
 RUN /opt/venv/bin/pip install --no-deps --no-build-isolation -e . \
     && /opt/venv/bin/python -m compileall -q /app/service \
-    && rm -rf /app/*.egg-info /app/build
+    && rm -rf /app/*.egg-info /app/build \
+    && /opt/venv/bin/python -m pip uninstall --yes setuptools wheel pip
 
 # ---- runtime: the venv and the project, a non-root user, no compilers or pip caches ------
 FROM ${PYTHON_IMAGE}
