@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
+from service.config_error import ConfigError
+
 __all__ = ["LOOPBACK_HOSTS", "ServerAllowlist", "ServerUrl", "UrlRefused", "parse_server_url"]
 
 # http is allowed only for these hosts (interface.md decision 2 applies the same rule to jku URLs).
@@ -116,7 +118,10 @@ def parse_server_url(text: str, *, allow_query: bool = False) -> ServerUrl:
 
 
 class ServerAllowlist:
-    """``CDS_FHIR_SERVER_ALLOWLIST``: base URLs the service may call, each with everything under it."""
+    """``CDS_FHIR_SERVER_ALLOWLIST``: base URLs the service may call, each with everything under it.
+
+    A bad entry raises :class:`ConfigError` when the app is built, so the service does not start.
+    """
 
     def __init__(self, entries: Iterable[str]):
         parsed: list[ServerUrl] = []
@@ -124,7 +129,7 @@ class ServerAllowlist:
             try:
                 parsed.append(parse_server_url(entry))
             except UrlRefused as exc:
-                raise ValueError(f"CDS_FHIR_SERVER_ALLOWLIST entry {entry!r} is not usable: {exc}") from exc
+                raise ConfigError(f"CDS_FHIR_SERVER_ALLOWLIST entry {entry!r} is not usable: {exc}") from exc
         self._entries = tuple(parsed)
 
     def __bool__(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.cdshooks.fhir_allowlist import ServerAllowlist, UrlRefused, parse_server_url
+from service.config_error import ConfigError
 
 ALLOWLIST = ServerAllowlist(["https://ehr.example.org/fhir", "http://127.0.0.1:8900", "https://[::1]:9443/r4/"])
 
@@ -126,7 +127,7 @@ def test_queries_that_would_leave_the_server_are_refused(relative: str) -> None:
     [("http://ehr.example.org", "must use https"), ("not a url", "whitespace"), ("https://ehr.example.org/?a=1", "query")],
 )
 def test_a_bad_allowlist_entry_fails_at_start_naming_the_setting(entry: str, message: str) -> None:
-    with pytest.raises(ValueError, match=f"CDS_FHIR_SERVER_ALLOWLIST entry .*{message}"):
+    with pytest.raises(ConfigError, match=f"CDS_FHIR_SERVER_ALLOWLIST entry .*{message}"):
         ServerAllowlist([entry])
 
 

@@ -8,17 +8,22 @@ what that server saw (or that it saw nothing).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.config_error import ConfigError
 from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
 from tests.conftest import SettingsFactory
 from tests.support.fhir_server import FhirTestServer
@@ -297,8 +302,26 @@ def test_http_to_a_non_loopback_host_is_refused_without_a_connection(app: TestCl
 
 
 def test_a_bad_allowlist_entry_stops_the_app_at_start(make_settings: SettingsFactory) -> None:
-    with pytest.raises(ValueError, match="CDS_FHIR_SERVER_ALLOWLIST entry 'http://ehr.example.org/fhir'.*https"):
+    with pytest.raises(ConfigError, match="CDS_FHIR_SERVER_ALLOWLIST entry 'http://ehr.example.org/fhir'.*https"):
         create_app(make_settings(fhir_server_allowlist=["http://ehr.example.org/fhir"]))
+
+
+def test_serve_refuses_a_bad_allowlist_entry_in_one_line(tmp_path: Path) -> None:
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("CDS_")},
+        "CDS_FHIR_SERVER_ALLOWLIST": "https://ehr.example.org/fhir,http://ehr.example.org/r4",
+        "CDS_AUTH": "off",
+        "CDS_PATIENT_KEY": "test-patient-key-0123456789abcdef",
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+    }
+    command = [sys.executable, "-m", "service", "serve", "--port", "0"]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: CDS_FHIR_SERVER_ALLOWLIST entry 'http://ehr.example.org/r4' is not usable: "
+        "the URL must use https (http is allowed only for 127.0.0.1, ::1 and localhost)"
+    )
+    assert "Traceback" not in done.stderr
 
 
 def test_without_fhir_authorization_an_allowed_server_is_not_contacted(app: TestClient, fhir_server: FhirTestServer) -> None:
