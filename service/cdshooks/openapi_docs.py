@@ -52,7 +52,7 @@ CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_UNAUTHORIZED,
     404: _error("No service with that id"),
     412: _error("Required prefetch data is missing and cannot be fetched from an allowed FHIR server"),
-    413: _error("Request body over CDS_MAX_BODY_BYTES"),
+    413: _error("Request body over CDS_MAX_BODY_BYTES, or a prefetch holding more than CDS_MAX_PREFETCH_RESOURCES resources"),
 }
 
 FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
