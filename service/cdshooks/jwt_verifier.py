@@ -12,7 +12,8 @@ Checks, in order, each failing with :class:`AuthFailure` naming the check (for t
 7. ``signature``  PyJWT verifies the signature with that key, for that algorithm only
 8. ``exp``/``iat``/``nbf``/``claims``  times within the clock skew; exp, iat, iss, aud, jti present
 9. ``aud``        the URL being called (a string, or an array of exactly one)
-10. ``jti``/``replay``  a sane jti, never seen before for this issuer (stored until exp + skew)
+10. ``exp``        at most 24 h ahead (tokens are per call; a far exp would pin its jti for as long)
+11. ``jti``/``replay``  a sane jti, never seen before for this issuer (stored until exp + skew)
 
 Key lookup (decision 2): the entry's inline ``jwks`` and its cached ``jwks_url`` keys first
 (refreshed once on an unknown kid); the token's ``jku`` is fetched only when the kid is still
@@ -43,6 +44,9 @@ RememberJti = Callable[[str, str, datetime], Awaitable[bool]]
 
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_JTI_LENGTH = 255
+# CDS clients sign a fresh token per call, living minutes (the sandbox: 5). A far exp would keep
+# its jti in the database for as long, and a stolen token usable as long.
+MAX_LIFETIME_SECONDS = 24 * 3600
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -187,8 +191,11 @@ class JwtVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
             raise AuthFailure("jti", f"jti must be text of 1 to {MAX_JTI_LENGTH} characters", issuer=issuer)
+        exp = float(claims["exp"])
+        if exp - self._clock() > MAX_LIFETIME_SECONDS:
+            raise AuthFailure("exp", f"exp is more than {MAX_LIFETIME_SECONDS // 3600} h ahead; client tokens must be short-lived", issuer=issuer)
         # The token is acceptable until exp + skew, so its jti must be remembered that long.
-        expires_at = datetime.fromtimestamp(float(claims["exp"]) + self._skew, UTC)
+        expires_at = datetime.fromtimestamp(exp + self._skew, UTC)
         if not await self._remember_jti(issuer, jti, expires_at):
             raise AuthFailure("replay", f"jti {jti[:80]!r} was already used by {issuer}", issuer=issuer)
         tenant, sub = claims.get("tenant"), claims.get("sub")
