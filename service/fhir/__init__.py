@@ -1,0 +1,21 @@
+"""The facts layer: FHIR R4 JSON -> ``PatientFacts`` (named facts with their evidence).
+
+The two entry points the rest of the service calls (signatures kept stable):
+
+``load_fact_definitions(rules_dir: Path) -> FactDefinitions``
+    Reads and checks ``rules_dir/valuesets.yaml`` and ``rules_dir/facts.yaml``; raises
+    ``service.catalogue_error.CatalogueError`` naming the file, entry and field. Load once
+    (at start-up, with the catalogue) and pass the result along; it holds compiled matchers.
+
+``compute_facts(data, *, patient_id, today, definitions) -> PatientFacts``
+    ``data``: any iterable of FHIR resources and Bundles (dicts; a prefetch's values, a file's
+    content). Every fact named in ``facts.yaml`` is in ``PatientFacts.facts``, holding or not,
+    with evidence. Invalid relevant resources are skipped and listed in ``skipped``; it never
+    raises on bad FHIR.
+"""
+
+from service.fhir.definitions import FactDefinitions, load_fact_definitions
+from service.fhir.facts import compute_facts
+from service.fhir.model import Evidence, Fact, PatientFacts
+
+__all__ = ["Evidence", "Fact", "FactDefinitions", "PatientFacts", "compute_facts", "load_fact_definitions"]

@@ -1,0 +1,174 @@
+"""FHIR dates as the facts use them: partial dates, offsets, and timezone-less datetimes.
+
+Real data carries ``2024``, ``2024-03``, ``2024-03-01``, ``2024-03-01T10:00:00+02:00`` and,
+from systems that drop the offset, ``2024-03-01T10:00:00``. The rules (clinical-rules.md
+section 1) read a partial date as its first day and a partial *birth* date as its last
+possible day. A datetime belongs to its UTC calendar day, since "today" is a UTC date;
+a datetime without an offset is read as UTC.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+__all__ = ["When", "add_age", "birth_date", "first_day", "parse_when", "with_timezones"]
+
+_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?"
+)
+# A datetime with no offset (and possibly no seconds): what R4 validation refuses and some
+# EHRs send anyway.
+_NAIVE_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2}(?:\.\d+)?)?")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class When:
+    """A point in time from FHIR: the instant (UTC) orders events, the day is what windows count."""
+
+    instant: datetime
+    day: date
+
+
+def _from_day(day: date) -> When:
+    return When(datetime(day.year, day.month, day.day, tzinfo=UTC), day)
+
+
+def parse_when(value: object) -> When | None:
+    """A FHIR date or dateTime; a partial date is its first day. None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    match = _DATE.fullmatch(text)
+    if match:
+        year, month, day = match.groups()
+        try:
+            return _from_day(date(int(year), int(month or 1), int(day or 1)))
+        except ValueError:
+            return None
+    match = _DATETIME.fullmatch(text)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        micro = int((fraction or "0")[:6].ljust(6, "0"))
+        tz = UTC if offset in (None, "Z") else _offset(offset)
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tzinfo=tz
+        ).astimezone(UTC)
+    except ValueError:
+        return None
+    return When(moment, moment.date())
+
+
+def _offset(text: str) -> timezone:
+    sign = -1 if text[0] == "-" else 1
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def first_day(value: object) -> date | None:
+    """The (first) day of a FHIR date or dateTime."""
+    when = parse_when(value)
+    return when.day if when else None
+
+
+def birth_date(value: object) -> date | None:
+    """``Patient.birthDate``; a partial one counts as its last possible day (the youngest age)."""
+    if not isinstance(value, str):
+        return None
+    match = _DATE.fullmatch(value.strip())
+    if not match:
+        return None
+    year_text, month_text, day_text = match.groups()
+    year = int(year_text)
+    month = int(month_text) if month_text else 12
+    try:
+        day = int(day_text) if day_text else calendar.monthrange(year, month)[1]
+        return date(year, month, day)
+    except ValueError:  # month 13, day 32, or a year outside what date() allows
+        return None
+
+
+# UCUM codes of the time units an Age may use, as days per unit (years and months are added
+# as calendar units when whole).
+_AGE_DAYS: dict[str, Decimal] = {
+    "a": Decimal("365.25"),
+    "mo": Decimal("30.4375"),
+    "wk": Decimal(7),
+    "d": Decimal(1),
+    "h": Decimal(1) / Decimal(24),
+    "min": Decimal(1) / Decimal(1440),
+}
+
+
+def add_age(birth: date, age: dict[str, Any]) -> date | None:
+    """The day a patient born on ``birth`` reached ``age`` (a FHIR Age), or None if unreadable.
+
+    For ``Condition.onsetAge`` (clinical-rules.md: "onsetAge added to the birth date").
+    Whole years and months are calendar years and months; fractions fall back to days.
+    """
+    value = age.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    system = age.get("system")
+    code = age.get("code")
+    if not isinstance(code, str) or (system is not None and system != "http://unitsofmeasure.org"):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if amount < 0 or code not in _AGE_DAYS or not amount.is_finite():
+        return None
+    try:
+        if code in ("a", "mo") and amount == amount.to_integral_value():
+            months = int(amount) * (12 if code == "a" else 1)
+            year, month = divmod(birth.month - 1 + months, 12)
+            year += birth.year
+            day = min(birth.day, calendar.monthrange(year, month + 1)[1])
+            return date(year, month + 1, day)
+        return birth + timedelta(days=int(amount * _AGE_DAYS[code]))
+    except (ValueError, OverflowError):
+        return None
+
+
+# JSON nested deeper than this is not FHIR anyone writes; it is left as it is (and validation
+# judges it) rather than walked into a RecursionError.
+_MAX_DEPTH = 64
+
+
+def with_timezones(node: Any, _depth: int = 0) -> Any:
+    """``node`` with every offset-less dateTime given ``Z`` (and seconds), for R4 validation.
+
+    FHIR R4 requires an offset on a dateTime with a time; fhir.resources enforces it. Facts read
+    such values as UTC (``parse_when``), so validation sees the same reading. Returns ``node``
+    itself when nothing needed changing (the common case: no copy).
+    """
+    if isinstance(node, str):
+        match = _NAIVE_DATETIME.fullmatch(node)
+        if match:
+            return f"{match.group(1)}{match.group(2) or ':00'}Z"
+        return node
+    if _depth > _MAX_DEPTH:
+        return node
+    if isinstance(node, dict):
+        changed: dict[Any, Any] | None = None
+        for key, item in node.items():
+            fixed = with_timezones(item, _depth + 1)
+            if fixed is not item:
+                if changed is None:
+                    changed = dict(node)
+                changed[key] = fixed
+        return node if changed is None else changed
+    if isinstance(node, list):
+        items = [with_timezones(item, _depth + 1) for item in node]
+        if any(new is not old for new, old in zip(items, node, strict=True)):
+            return items
+        return node
+    return node

@@ -1,0 +1,408 @@
+"""The fact definitions as data: ``rules/valuesets.yaml`` and ``rules/facts.yaml``, checked.
+
+The Python implements a fixed set of fact *kinds*; which concepts, statuses, thresholds and
+windows each named fact uses is read from here, so a clinician changes the knowledge base,
+not the code. Every problem is a ``CatalogueError`` naming the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from service.catalogue_error import CatalogueError
+from service.fhir.codes import CodeMatcher, CodePattern, CodeSystem, parse_pattern
+from service.fhir.units import known_unit
+
+__all__ = [
+    "AfterClause",
+    "AgeFactDefinition",
+    "BmiFactDefinition",
+    "Concept",
+    "ConditionAfterFactDefinition",
+    "ConditionFactDefinition",
+    "ExcessWeightFactDefinition",
+    "FactDefinition",
+    "FactDefinitions",
+    "FamilyHistoryFactDefinition",
+    "ObservationDefinition",
+    "RecentConditionFactDefinition",
+    "Statuses",
+    "WeightGainFactDefinition",
+    "load_fact_definitions",
+]
+
+VALUESETS_FILE = "valuesets.yaml"
+FACTS_FILE = "facts.yaml"
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+ConditionStatus = Literal["usable", "active"]
+Days = Annotated[int, Field(ge=0, le=36500)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+# --- valuesets.yaml ---------------------------------------------------------------------------
+
+
+class _SystemEntry(_Strict):
+    uri: str = Field(min_length=1)
+    stems: bool = False
+    insert_dot_after: int | None = Field(default=None, ge=1)
+
+
+class _ConceptEntry(_Strict):
+    label: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    codes: dict[str, list[str]] = Field(min_length=1)
+
+
+class _ValueSetsFile(_Strict):
+    version: str = Field(min_length=1)
+    systems: dict[str, _SystemEntry] = Field(min_length=1)
+    concepts: dict[str, Any] = Field(min_length=1)  # each entry checked on its own, to name it
+
+
+# --- facts.yaml -------------------------------------------------------------------------------
+
+
+class Statuses(_Strict):
+    """What usable and active mean (clinical-rules.md section 1), as status codes."""
+
+    condition_unusable_verification: frozenset[str]
+    condition_active_clinical: frozenset[str] = Field(min_length=1)
+    observation_usable: frozenset[str] = Field(min_length=1)
+    family_history_excluded: frozenset[str]
+
+
+class ObservationDefinition(_Strict):
+    """An Observation the measurement facts read: its codes, what it measures, the units accepted."""
+
+    concept: str
+    quantity: Literal["mass", "length", "body_mass_index"]
+    units: tuple[str, ...] = Field(min_length=1)
+
+
+class _FactBase(_Strict):
+    description: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
+class AgeParameters(_Strict):
+    older_age_years: int = Field(ge=0, le=150)
+
+
+class AgeFactDefinition(_FactBase):
+    kind: Literal["age_at_least"]
+    parameters: AgeParameters
+
+
+class ConditionFactDefinition(_FactBase):
+    kind: Literal["condition"]
+    concepts: tuple[str, ...] = Field(min_length=1)
+    status: ConditionStatus
+
+
+class RecentParameters(_Strict):
+    recent_injury_days: Days
+
+
+class RecentConditionFactDefinition(_FactBase):
+    kind: Literal["recent_condition"]
+    concepts: tuple[str, ...] = Field(min_length=1)
+    status: ConditionStatus
+    parameters: RecentParameters
+
+
+class AfterClause(_Strict):
+    concepts: tuple[str, ...] = Field(min_length=1)
+    status: ConditionStatus
+
+
+class AfterParameters(_Strict):
+    post_injury_window_days: Days
+
+
+class ConditionAfterFactDefinition(_FactBase):
+    kind: Literal["condition_after"]
+    concepts: tuple[str, ...] = Field(min_length=1)
+    status: ConditionStatus
+    after: AfterClause
+    parameters: AfterParameters
+
+
+class BmiParameters(_Strict):
+    bmi_window_days: Days
+
+
+class BmiFactDefinition(_FactBase):
+    kind: Literal["bmi"]
+    bmi: str
+    weight: str
+    height: str
+    parameters: BmiParameters
+
+
+class ExcessWeightParameters(_Strict):
+    overweight_bmi: Decimal = Field(gt=0, le=200)
+
+
+class ExcessWeightFactDefinition(_FactBase):
+    kind: Literal["excess_weight"]
+    bmi_fact: str
+    concepts: tuple[str, ...] = Field(min_length=1)
+    status: ConditionStatus
+    parameters: ExcessWeightParameters
+
+
+class WeightGainParameters(_Strict):
+    weight_gain_percent: Decimal = Field(gt=0, le=1000)
+    weight_gain_window_days: Days
+
+
+class WeightGainFactDefinition(_FactBase):
+    kind: Literal["weight_gain"]
+    weight: str
+    parameters: WeightGainParameters
+
+
+class FamilyHistoryFactDefinition(_FactBase):
+    kind: Literal["family_history"]
+    member_concepts: tuple[str, ...] = Field(min_length=1)
+    concepts: tuple[str, ...] = Field(min_length=1)
+    status: ConditionStatus
+
+
+FactDefinition = Annotated[
+    AgeFactDefinition
+    | ConditionFactDefinition
+    | RecentConditionFactDefinition
+    | ConditionAfterFactDefinition
+    | BmiFactDefinition
+    | ExcessWeightFactDefinition
+    | WeightGainFactDefinition
+    | FamilyHistoryFactDefinition,
+    Field(discriminator="kind"),
+]
+_FACT = TypeAdapter(FactDefinition)
+
+
+class _FactsFile(_Strict):
+    version: str = Field(min_length=1)
+    statuses: Statuses
+    observations: dict[str, ObservationDefinition] = Field(min_length=1)
+    facts: dict[str, Any] = Field(min_length=1)  # each entry checked on its own, to name it
+
+
+# --- the loaded definitions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Concept:
+    name: str
+    label: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class FactDefinitions:
+    """Everything ``compute_facts`` needs: the facts in order, their concepts, a compiled matcher."""
+
+    version: str  # facts.yaml
+    valuesets_version: str
+    statuses: Statuses
+    concepts: Mapping[str, Concept]
+    observations: Mapping[str, ObservationDefinition]
+    facts: Mapping[str, FactDefinition]  # in file order
+    matcher: CodeMatcher
+
+    @property
+    def fact_names(self) -> tuple[str, ...]:
+        return tuple(self.facts)
+
+    def parameters(self, fact: str) -> dict[str, Any]:
+        """The thresholds and windows of one fact (``{"older_age_years": 50}``)."""
+        definition = self.facts[fact]
+        parameters = getattr(definition, "parameters", None)
+        return parameters.model_dump() if parameters is not None else {}
+
+
+def load_fact_definitions(rules_dir: Path) -> FactDefinitions:
+    """Load and check ``valuesets.yaml`` and ``facts.yaml`` from ``rules_dir``.
+
+    Raises CatalogueError naming the file, the entry (``fact 'bmi'``) and the field.
+    """
+    valuesets_path = rules_dir / VALUESETS_FILE
+    facts_path = rules_dir / FACTS_FILE
+    valuesets = _validate(_ValueSetsFile, _read_yaml(valuesets_path), valuesets_path, entry=None)
+    systems, concepts, entries = _compile_valuesets(valuesets, valuesets_path)
+    raw = _validate(_FactsFile, _read_yaml(facts_path), facts_path, entry=None)
+    for name, observation in raw.observations.items():
+        _check_observation(name, observation, concepts, facts_path)
+    facts: dict[str, FactDefinition] = {}
+    for name, entry in raw.facts.items():
+        where = f"fact '{name}'"
+        _check_name(name, facts_path, where)
+        try:
+            definition = _FACT.validate_python(entry)
+        except ValidationError as exc:
+            raise _error(exc, facts_path, where) from None
+        facts[name] = definition
+    for name, definition in facts.items():
+        _check_references(name, definition, concepts, raw.observations, facts, facts_path)
+    return FactDefinitions(
+        version=raw.version,
+        valuesets_version=valuesets.version,
+        statuses=raw.statuses,
+        concepts=concepts,
+        observations=raw.observations,
+        facts=facts,
+        matcher=CodeMatcher(systems, entries),
+    )
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogueError(str(path), "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogueError(str(path), f"cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise CatalogueError(str(path), f"not valid YAML: {exc}") from None
+
+
+def _validate(model: type[_Strict], raw: object, path: Path, *, entry: str | None) -> Any:
+    if not isinstance(raw, dict):
+        raise CatalogueError(str(path), "expected a mapping at the top level", entry=entry)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _error(exc, path, entry) from None
+
+
+def _error(exc: ValidationError, path: Path, entry: str | None) -> CatalogueError:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    return CatalogueError(str(path), first["msg"], entry=entry, field=field)
+
+
+def _check_name(name: str, path: Path, where: str) -> None:
+    if not re.fullmatch(_NAME, name):
+        raise CatalogueError(str(path), "names are lower_snake_case (a-z, 0-9, _)", entry=where)
+
+
+def _compile_valuesets(
+    valuesets: _ValueSetsFile, path: Path
+) -> tuple[list[CodeSystem], dict[str, Concept], list[tuple[str, str, CodePattern]]]:
+    systems = {
+        name: CodeSystem(name, entry.uri, stems=entry.stems, insert_dot_after=entry.insert_dot_after)
+        for name, entry in valuesets.systems.items()
+    }
+    concepts: dict[str, Concept] = {}
+    entries: list[tuple[str, str, CodePattern]] = []
+    for name, raw in valuesets.concepts.items():
+        where = f"concept '{name}'"
+        _check_name(name, path, where)
+        if not isinstance(raw, dict):
+            raise CatalogueError(str(path), "expected a mapping with label, source and codes", entry=where)
+        try:
+            concept = _ConceptEntry.model_validate(raw)
+        except ValidationError as exc:
+            raise _error(exc, path, where) from None
+        for system_name, codes in concept.codes.items():
+            system = systems.get(system_name)
+            if system is None:
+                known = ", ".join(sorted(systems))
+                raise CatalogueError(
+                    str(path), f"unknown code system '{system_name}'; 'systems' defines: {known}",
+                    entry=where, field=f"codes.{system_name}",
+                )
+            if not codes:
+                raise CatalogueError(str(path), "list at least one code", entry=where, field=f"codes.{system_name}")
+            for index, text in enumerate(codes):
+                try:
+                    entries.append((name, system_name, parse_pattern(text, stems=system.stems)))
+                except ValueError as exc:
+                    raise CatalogueError(str(path), str(exc), entry=where, field=f"codes.{system_name}[{index}]") from None
+        concepts[name] = Concept(name, concept.label, concept.source)
+    return list(systems.values()), concepts, entries
+
+
+def _check_observation(
+    name: str, observation: ObservationDefinition, concepts: Mapping[str, Concept], path: Path
+) -> None:
+    where = f"observation '{name}'"
+    _check_name(name, path, where)
+    _check_concept(observation.concept, concepts, path, where, "concept")
+    for index, code in enumerate(observation.units):
+        unit = known_unit(code)
+        if unit is None:
+            raise CatalogueError(
+                str(path), f"'{code}' is not a UCUM unit the facts can convert (kg, g, [lb_av], cm, m, [in_i], kg/m2)",
+                entry=where, field=f"units[{index}]",
+            )
+        if unit.quantity != observation.quantity:
+            raise CatalogueError(
+                str(path), f"'{code}' measures {unit.quantity}, not {observation.quantity}",
+                entry=where, field=f"units[{index}]",
+            )
+
+
+def _check_concept(name: str, concepts: Mapping[str, Concept], path: Path, where: str, field: str) -> None:
+    if name not in concepts:
+        raise CatalogueError(
+            str(path), f"unknown concept '{name}'; {VALUESETS_FILE} defines: {', '.join(concepts)}",
+            entry=where, field=field,
+        )
+
+
+def _check_references(
+    name: str,
+    definition: FactDefinition,
+    concepts: Mapping[str, Concept],
+    observations: Mapping[str, ObservationDefinition],
+    facts: Mapping[str, FactDefinition],
+    path: Path,
+) -> None:
+    where = f"fact '{name}'"
+    for field in ("concepts", "member_concepts"):
+        for index, concept in enumerate(getattr(definition, field, ())):
+            _check_concept(concept, concepts, path, where, f"{field}[{index}]")
+    if isinstance(definition, ConditionAfterFactDefinition):
+        for index, concept in enumerate(definition.after.concepts):
+            _check_concept(concept, concepts, path, where, f"after.concepts[{index}]")
+    wanted: dict[str, str] = {}
+    if isinstance(definition, BmiFactDefinition):
+        wanted = {"bmi": "body_mass_index", "weight": "mass", "height": "length"}
+    elif isinstance(definition, WeightGainFactDefinition):
+        wanted = {"weight": "mass"}
+    for field, quantity in wanted.items():
+        observation_name = getattr(definition, field)
+        observation = observations.get(observation_name)
+        if observation is None:
+            raise CatalogueError(
+                str(path), f"unknown observation '{observation_name}'; 'observations' defines: {', '.join(observations)}",
+                entry=where, field=field,
+            )
+        if observation.quantity != quantity:
+            raise CatalogueError(
+                str(path), f"observation '{observation_name}' measures {observation.quantity}, not {quantity}",
+                entry=where, field=field,
+            )
+    if isinstance(definition, ExcessWeightFactDefinition):
+        target = facts.get(definition.bmi_fact)
+        if not isinstance(target, BmiFactDefinition):
+            raise CatalogueError(
+                str(path), f"'{definition.bmi_fact}' is not a fact of kind 'bmi' in this file",
+                entry=where, field="bmi_fact",
+            )

@@ -1,0 +1,74 @@
+"""UCUM units of the measurements the facts read, and their conversion to kg, m and kg/m2.
+
+Only exact UCUM codes are known (clinical-rules.md section 1: "an Observation in an unknown
+unit is ignored, not guessed"): ``lbs`` or ``kilograms`` in free text are not units here.
+These are physical constants, not clinical content; which units each Observation accepts is
+data in ``rules/facts.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal
+
+__all__ = ["UCUM_SYSTEM", "Unit", "known_unit", "quantity_unit_code", "rounded"]
+
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A UCUM unit: what it measures and the factor to the canonical unit (kg, m, kg/m2)."""
+
+    code: str
+    quantity: str  # "mass", "length", "body_mass_index"
+    factor: Decimal
+    canonical: str
+
+    def to_canonical(self, value: Decimal) -> Decimal:
+        return value * self.factor
+
+
+_UNITS: dict[str, Unit] = {
+    unit.code: unit
+    for unit in (
+        Unit("kg", "mass", Decimal(1), "kg"),
+        Unit("g", "mass", Decimal("0.001"), "kg"),
+        Unit("[lb_av]", "mass", Decimal("0.45359237"), "kg"),  # international avoirdupois pound
+        Unit("cm", "length", Decimal("0.01"), "m"),
+        Unit("m", "length", Decimal(1), "m"),
+        Unit("[in_i]", "length", Decimal("0.0254"), "m"),  # international inch
+        Unit("kg/m2", "body_mass_index", Decimal(1), "kg/m2"),
+    )
+}
+
+
+def known_unit(code: str) -> Unit | None:
+    """The unit with this exact UCUM code, or None."""
+    return _UNITS.get(code)
+
+
+def quantity_unit_code(quantity: dict[str, object]) -> str | None:
+    """The UCUM code a FHIR Quantity is in, or None when it has none.
+
+    ``code`` counts when ``system`` is UCUM or absent; a Quantity with only the human-readable
+    ``unit`` counts when that text is itself a UCUM code (``"kg"``), never when it is prose
+    (``"lbs"``). A code from another system is not a UCUM unit.
+    """
+    system = quantity.get("system")
+    code = quantity.get("code")
+    if isinstance(code, str) and code.strip():
+        if system is None or system == UCUM_SYSTEM:
+            return code.strip()
+        return None
+    unit = quantity.get("unit")
+    if isinstance(unit, str) and unit.strip() in _UNITS:
+        return unit.strip()
+    return None
+
+
+def rounded(value: Decimal, places: int = 1) -> Decimal:
+    """``value`` rounded half up (27.95 -> 28.0), as a clinician rounds a reading."""
+    # Enough precision for any magnitude: the default 28 digits fail on absurd values (1e308 kg).
+    context = Context(prec=max(28, value.adjusted() + places + 2))
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=context)
