@@ -1,0 +1,315 @@
+"""FHIR data -> ``PatientFacts``: every fact of ``rules/facts.yaml``, with its evidence.
+
+The fact kinds are implemented here; which concepts, statuses and thresholds each named fact
+uses comes from the definitions. The meaning of each kind follows clinical-rules.md section 1
+and its clarifications. Structurally broken FHIR never raises out of ``compute_facts``: an
+invalid relevant resource is skipped and listed in ``PatientFacts.skipped``.
+
+Time: "today" is an input. Data dated after it (an Observation, a Condition's onset) did not
+exist yet on the evaluation date and is not used, so ``--as-of`` evaluates the past exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from service.fhir.definitions import (
+    AgeFactDefinition,
+    BmiFactDefinition,
+    ConditionAfterFactDefinition,
+    ConditionFactDefinition,
+    ExcessWeightFactDefinition,
+    FactDefinitions,
+    FamilyHistoryFactDefinition,
+    RecentConditionFactDefinition,
+    WeightGainFactDefinition,
+)
+from service.fhir.measurements import BmiResult, determine_bmi, weight_gain
+from service.fhir.model import Evidence, Fact, PatientFacts
+from service.fhir.records import (
+    ConditionRecord,
+    FamilyHistoryRecord,
+    Measurement,
+    PatientRecord,
+    Unusable,
+    read_condition,
+    read_family_history,
+    read_measurement,
+    read_patient,
+)
+from service.fhir.resources import select_resources
+from service.fhir.units import rounded
+from service.fhir.validation import ResourceValidator
+
+__all__ = ["compute_facts"]
+
+
+@dataclass(slots=True)
+class _Patient:
+    """What the fact kinds read, for one patient on one day."""
+
+    today: date
+    record: PatientRecord | None
+    conditions: list[ConditionRecord]
+    family: list[FamilyHistoryRecord]
+    measurements: dict[str, list[Measurement]]
+    validator: ResourceValidator
+    definitions: FactDefinitions
+    bmi: dict[str, BmiResult | None] = field(default_factory=dict)  # bmi fact name -> result
+
+    def valid(self, measurement: Measurement) -> bool:
+        return self.validator.valid(measurement.resource)  # type: ignore[arg-type]
+
+    def evidence(self, measurement: Measurement) -> Evidence:
+        return measurement.evidence(self.definitions.matcher, self.definitions.concepts)
+
+    def conditions_in(self, concepts: Sequence[str], status: str) -> list[ConditionRecord]:
+        """Conditions coded as one of ``concepts`` that are usable / active, newest onset first."""
+        wanted = set(concepts)
+        found = [
+            condition
+            for condition in self.conditions
+            if wanted.intersection(condition.labels)
+            and (condition.active if status == "active" else condition.usable)
+        ]
+        return sorted(found, key=_newest_onset_first)
+
+
+def _newest_onset_first(condition: ConditionRecord) -> tuple[int, str]:
+    """Newest onset first, unknown onsets last; ties by id, so the input order never matters."""
+    return (-(condition.onset or date.min).toordinal(), condition.resource_id or "")
+
+
+def compute_facts(
+    data: Iterable[dict[str, Any]],
+    *,
+    patient_id: str | None,
+    today: date,
+    definitions: FactDefinitions,
+) -> PatientFacts:
+    """Every fact of ``definitions`` about one patient on ``today``.
+
+    ``data``: resources and Bundles of any type, in any mix (a prefetch's values, a file).
+    With ``patient_id``, resources about another patient are ignored; without it, the first
+    Patient in the data is the patient. Never raises on bad FHIR; see ``PatientFacts.skipped``.
+    """
+    matcher = definitions.matcher
+    selection = select_resources(
+        data,
+        patient_id=patient_id,
+        matcher=matcher,
+        condition_concepts=_condition_concepts(definitions),
+        member_concepts=_member_concepts(definitions),
+        observation_concepts={obs.concept: name for name, obs in definitions.observations.items()},
+    )
+    validator = ResourceValidator()
+    record = None
+    if selection.patient is not None and validator.valid(selection.patient):
+        record = read_patient(selection.patient)
+    birth = record.birth_date if record else None
+    conditions = [
+        read_condition(
+            resource, matcher=matcher, concepts=definitions.concepts, statuses=definitions.statuses,
+            birth=birth, today=today,
+        )
+        for resource in selection.conditions
+        if validator.valid(resource)
+    ]
+    family = [
+        family_record
+        for resource in selection.family_histories
+        if validator.valid(resource)
+        and (
+            family_record := read_family_history(
+                resource, matcher=matcher, concepts=definitions.concepts, statuses=definitions.statuses
+            )
+        )
+        is not None
+    ]
+    patient = _Patient(
+        today=today,
+        record=record,
+        # A Condition whose onset is after the evaluation date had not happened yet.
+        conditions=[c for c in conditions if c.onset is None or c.onset <= today],
+        family=family,
+        measurements=_measurements(selection.observations, definitions, validator),
+        validator=validator,
+        definitions=definitions,
+    )
+    facts: dict[str, Fact] = {}
+    for name, definition in definitions.facts.items():
+        facts[name] = _KINDS[definition.kind](name, definition, patient)
+    return PatientFacts(
+        patient_id=selection.patient_id,
+        today=today,
+        deceased=bool(record and record.deceased),
+        facts=facts,
+        skipped=validator.skipped,
+    )
+
+
+def _condition_concepts(definitions: FactDefinitions) -> frozenset[str]:
+    concepts: set[str] = set()
+    for definition in definitions.facts.values():
+        if not isinstance(definition, AgeFactDefinition | BmiFactDefinition | WeightGainFactDefinition):
+            concepts.update(definition.concepts)
+        if isinstance(definition, ConditionAfterFactDefinition):
+            concepts.update(definition.after.concepts)
+    return frozenset(concepts)
+
+
+def _member_concepts(definitions: FactDefinitions) -> frozenset[str]:
+    concepts: set[str] = set()
+    for definition in definitions.facts.values():
+        if isinstance(definition, FamilyHistoryFactDefinition):
+            concepts.update(definition.member_concepts)
+    return frozenset(concepts)
+
+
+def _measurements(
+    observations: Iterable[tuple[str, dict[str, Any]]], definitions: FactDefinitions, validator: ResourceValidator
+) -> dict[str, list[Measurement]]:
+    """Readable measurements by observation definition; the unreadable relevant ones noted."""
+    found: dict[str, list[Measurement]] = {name: [] for name in definitions.observations}
+    for name, resource in observations:
+        result = read_measurement(
+            resource,
+            name=name,
+            definition=definitions.observations[name],
+            statuses=definitions.statuses,
+        )
+        if isinstance(result, Unusable):
+            if validator.valid(resource):  # when invalid, the validator has said why
+                validator.skip(resource, str(result))
+        elif result is not None:
+            found[name].append(result)
+    return found
+
+
+# --- the fact kinds ---------------------------------------------------------------------------
+
+
+def _fact(name: str, evidence: Iterable[Evidence], values: Mapping[str, str | int | float] | None = None) -> Fact:
+    """A fact that holds when it has evidence."""
+    found = tuple(dict.fromkeys(evidence))  # one entry per resource, first occurrence first
+    if not found:
+        return Fact(name, False)
+    return Fact(name, True, found, dict(values or {}))
+
+
+def _older_age(name: str, definition: AgeFactDefinition, patient: _Patient) -> Fact:
+    record = patient.record
+    if record is None or record.birth_date is None:
+        return Fact(name, False)  # no birth date: no age-based fact holds
+    birth, today = record.birth_date, patient.today
+    age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+    if age < 0 or age < definition.parameters.older_age_years:
+        return Fact(name, False)
+    evidence = Evidence("Patient", record.resource_id, f"Birth date {record.birth_date_text}", birth, f"age {age}")
+    return _fact(name, [evidence], {"age": age})
+
+
+def _condition(name: str, definition: ConditionFactDefinition, patient: _Patient) -> Fact:
+    found = patient.conditions_in(definition.concepts, definition.status)
+    return _fact(name, (c.evidence(definition.concepts) for c in found))
+
+
+def _recent_condition(name: str, definition: RecentConditionFactDefinition, patient: _Patient) -> Fact:
+    days = definition.parameters.recent_injury_days
+    found = [
+        c
+        for c in patient.conditions_in(definition.concepts, definition.status)
+        if c.onset is not None and 0 <= (patient.today - c.onset).days <= days
+    ]
+    return _fact(name, (c.evidence(definition.concepts) for c in found), {"window_days": days})
+
+
+def _condition_after(name: str, definition: ConditionAfterFactDefinition, patient: _Patient) -> Fact:
+    days = definition.parameters.post_injury_window_days
+    priors = [c for c in patient.conditions_in(definition.after.concepts, definition.after.status) if c.onset]
+    evidence: list[Evidence] = []
+    for complaint in patient.conditions_in(definition.concepts, definition.status):
+        if complaint.onset is None:
+            continue  # no onset: satisfies no timing clause
+        causes = [p for p in priors if p.onset is not None and 0 <= (complaint.onset - p.onset).days <= days]
+        if causes:
+            evidence.append(complaint.evidence(definition.concepts))
+            evidence.extend(p.evidence(definition.after.concepts) for p in causes)
+    return _fact(name, evidence, {"window_days": days})
+
+
+def _bmi_result(fact_name: str, definition: BmiFactDefinition, patient: _Patient) -> BmiResult | None:
+    if fact_name not in patient.bmi:
+        patient.bmi[fact_name] = determine_bmi(
+            bmis=patient.measurements[definition.bmi],
+            weights=patient.measurements[definition.weight],
+            heights=patient.measurements[definition.height],
+            today=patient.today,
+            window_days=definition.parameters.bmi_window_days,
+            valid=patient.valid,
+        )
+    return patient.bmi[fact_name]
+
+
+def _bmi(name: str, definition: BmiFactDefinition, patient: _Patient) -> Fact:
+    result = _bmi_result(name, definition, patient)
+    if result is None:
+        return Fact(name, False)
+    values = {"bmi": float(rounded(result.value)), "source": result.source}
+    return _fact(name, (patient.evidence(m) for m in result.evidence), values)
+
+
+def _excess_weight(name: str, definition: ExcessWeightFactDefinition, patient: _Patient) -> Fact:
+    bmi_definition = patient.definitions.facts[definition.bmi_fact]
+    if not isinstance(bmi_definition, BmiFactDefinition):  # load_fact_definitions refuses this
+        raise TypeError(f"fact '{name}': bmi_fact '{definition.bmi_fact}' is not a bmi fact")
+    result = _bmi_result(definition.bmi_fact, bmi_definition, patient)
+    if result is not None:  # a BMI in the window decides, whatever the date of a diagnosis
+        if result.value < definition.parameters.overweight_bmi:
+            return Fact(name, False)
+        return _fact(name, (patient.evidence(m) for m in result.evidence), {"bmi": float(rounded(result.value))})
+    found = patient.conditions_in(definition.concepts, definition.status)
+    return _fact(name, (c.evidence(definition.concepts) for c in found))
+
+
+def _weight_gain(name: str, definition: WeightGainFactDefinition, patient: _Patient) -> Fact:
+    gain = weight_gain(
+        patient.measurements[definition.weight],
+        today=patient.today,
+        window_days=definition.parameters.weight_gain_window_days,
+        valid=patient.valid,
+    )
+    if gain is None or gain.percent < definition.parameters.weight_gain_percent:
+        return Fact(name, False)
+    values = {
+        "gain_percent": float(rounded(gain.percent)),
+        "newest_kg": float(rounded(gain.newest.value)),
+        "lowest_kg": float(rounded(gain.lowest.value)),
+    }
+    return _fact(name, [patient.evidence(gain.newest), patient.evidence(gain.lowest)], values)
+
+
+def _family_history(name: str, definition: FamilyHistoryFactDefinition, patient: _Patient) -> Fact:
+    members = set(definition.member_concepts)
+    family = sorted(
+        (record for record in patient.family if members.intersection(record.labels)),
+        key=lambda record: (-(record.recorded or date.min).toordinal(), record.resource_id or ""),
+    )
+    evidence = [record.evidence(definition.member_concepts) for record in family]
+    evidence.extend(c.evidence(definition.concepts) for c in patient.conditions_in(definition.concepts, definition.status))
+    return _fact(name, evidence)
+
+
+_KINDS: dict[str, Callable[[str, Any, _Patient], Fact]] = {
+    "age_at_least": _older_age,
+    "condition": _condition,
+    "recent_condition": _recent_condition,
+    "condition_after": _condition_after,
+    "bmi": _bmi,
+    "excess_weight": _excess_weight,
+    "weight_gain": _weight_gain,
+    "family_history": _family_history,
+}

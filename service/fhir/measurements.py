@@ -1,0 +1,101 @@
+"""BMI and weight gain from Observations (clinical-rules.md section 1 and its clarifications).
+
+- BMI: the newest usable BMI within the window; else computed from the newest usable weight
+  and the newest usable height, both within the window.
+- Same-instant Observations of one kind: the lowest value is used.
+- Weight gain: the newest weight against the lowest weight dated at or after (newest - window)
+  and strictly before the newest.
+
+Observations are validated here, lazily: only the ones a result is about to rest on, newest
+(or lowest) first, so a long weight history costs a few validations, not one per reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from service.fhir.records import Measurement
+
+__all__ = ["BmiResult", "WeightGain", "determine_bmi", "weight_gain"]
+
+Valid = Callable[[Measurement], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class BmiResult:
+    value: Decimal  # kg/m2, unrounded
+    source: str  # "measured" or "computed"
+    evidence: tuple[Measurement, ...]  # the BMI Observation, or the weight and the height
+
+
+@dataclass(frozen=True, slots=True)
+class WeightGain:
+    newest: Measurement
+    lowest: Measurement
+    percent: Decimal  # (newest - lowest) / lowest * 100, unrounded
+
+
+def _newest_first(measurements: Iterable[Measurement]) -> list[Measurement]:
+    """Newest instant first; at one instant, the lowest value first; then by id (order-free)."""
+    by_id = sorted(measurements, key=lambda m: m.resource_id or "")
+    return sorted(by_id, key=lambda m: (m.when.instant, -m.value), reverse=True)
+
+
+def _first_valid(candidates: Iterable[Measurement], valid: Valid) -> Measurement | None:
+    for measurement in candidates:
+        if valid(measurement):
+            return measurement
+    return None
+
+
+def newest_within(
+    measurements: Sequence[Measurement], *, since: date, until: date, valid: Valid
+) -> Measurement | None:
+    """The newest valid measurement dated from ``since`` to ``until`` (inclusive)."""
+    in_window = (m for m in measurements if since <= m.when.day <= until)
+    return _first_valid(_newest_first(in_window), valid)
+
+
+def determine_bmi(
+    *,
+    bmis: Sequence[Measurement],
+    weights: Sequence[Measurement],
+    heights: Sequence[Measurement],
+    today: date,
+    window_days: int,
+    valid: Valid,
+) -> BmiResult | None:
+    """The patient's BMI on ``today``, or None when none can be determined."""
+    since = today - timedelta(days=window_days)
+    measured = newest_within(bmis, since=since, until=today, valid=valid)
+    if measured is not None:
+        return BmiResult(measured.value, "measured", (measured,))
+    weight = newest_within(weights, since=since, until=today, valid=valid)
+    height = newest_within(heights, since=since, until=today, valid=valid)
+    if weight is None or height is None:
+        return None
+    return BmiResult(weight.value / (height.value * height.value), "computed", (weight, height))
+
+
+def weight_gain(
+    weights: Sequence[Measurement], *, today: date, window_days: int, valid: Valid
+) -> WeightGain | None:
+    """The newest weight (on or before today) against the lowest of the window before it.
+
+    None when there is no newest weight or no earlier weight in the window.
+    """
+    known = [m for m in weights if m.when.day <= today]
+    newest = _first_valid(_newest_first(known), valid)
+    if newest is None:
+        return None
+    since = newest.when.day - timedelta(days=window_days)
+    earlier = [m for m in known if m.when.instant < newest.when.instant and m.when.day >= since]
+    # Lowest first; among equal values the newest, then by id (so input order never matters).
+    earlier.sort(key=lambda m: (m.value, -m.when.instant.timestamp(), m.resource_id or ""))
+    lowest = _first_valid(earlier, valid)
+    if lowest is None:
+        return None
+    return WeightGain(newest, lowest, (newest.value - lowest.value) * 100 / lowest.value)

@@ -1,0 +1,330 @@
+"""FHIR JSON -> the small records the facts are computed from (one reader per resource type).
+
+Readers work on the raw JSON (validated by the caller, except Observations, which are
+validated only when a fact is about to rest on them), and stay defensive: every field is
+type-checked before use, so odd data makes a field unknown, never an exception.
+Definitions: clinical-rules.md section 1 (usable, active, onset, age, deceased).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from service.fhir.codes import CodeMatcher
+from service.fhir.dates import When, add_age, birth_date, first_day, parse_when
+from service.fhir.definitions import Concept, ObservationDefinition, Statuses
+from service.fhir.model import Evidence
+from service.fhir.units import known_unit, quantity_unit_code, rounded
+
+__all__ = [
+    "ConditionRecord",
+    "FamilyHistoryRecord",
+    "Measurement",
+    "PatientRecord",
+    "read_condition",
+    "read_family_history",
+    "read_measurement",
+    "read_patient",
+]
+
+Resource = Mapping[str, Any]
+
+# How a measured quantity is shown to a clinician (values are computed in kg, m, kg/m2).
+_SHOWN_IN = {"mass": ("kg", Decimal(1)), "length": ("cm", Decimal(100)), "body_mass_index": ("kg/m2", Decimal(1))}
+
+
+def _string(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _codes(codeable: object) -> set[str]:
+    """The codes of a CodeableConcept (JSON), whatever their system."""
+    if not isinstance(codeable, Mapping):
+        return set()
+    codings = codeable.get("coding")
+    if not isinstance(codings, list):
+        return set()
+    return {coding["code"] for coding in codings if isinstance(coding, Mapping) and isinstance(coding.get("code"), str)}
+
+
+def _labels(
+    codeable: object, matcher: CodeMatcher, concepts: Mapping[str, Concept], prefix: str = ""
+) -> dict[str, str]:
+    """concept -> what a clinician reads: "Osteoarthritis of knee (SNOMED 239873007)".
+
+    The coding's display when present, else the CodeableConcept's text, else the concept label.
+    """
+    text = _string(codeable.get("text")) if isinstance(codeable, Mapping) else None
+    labels: dict[str, str] = {}
+    for coding in matcher.codings(codeable):
+        for concept in sorted(coding.concepts):
+            if concept not in labels:
+                shown = coding.display or text or (concepts[concept].label if concept in concepts else concept)
+                labels[concept] = f"{prefix}{shown} ({coding.system} {coding.code})"
+    return labels
+
+
+def pick_label(labels: Mapping[str, str], wanted: Iterable[str]) -> str:
+    """The label for the first of ``wanted`` (a fact's concepts, in order) that is labelled."""
+    for concept in wanted:
+        if concept in labels:
+            return labels[concept]
+    return next(iter(labels.values()), "")
+
+
+# --- Patient ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    resource_id: str | None
+    birth_date: date | None  # a partial birth date is its last possible day
+    birth_date_text: str | None  # as written: "1970", "1970-05-01"
+    deceased: bool
+
+
+def read_patient(resource: Resource) -> PatientRecord:
+    """Birth date and deceased. Absent or masked birth date (``_birthDate`` only) -> unknown."""
+    birth_text = _string(resource.get("birthDate"))
+    deceased_boolean = resource.get("deceasedBoolean")
+    deceased = deceased_boolean is True or resource.get("deceasedDateTime") is not None
+    resource_id = resource.get("id")
+    return PatientRecord(
+        resource_id=resource_id if isinstance(resource_id, str) else None,
+        birth_date=birth_date(birth_text),
+        birth_date_text=birth_text,
+        deceased=deceased,
+    )
+
+
+# --- Condition --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionRecord:
+    resource_id: str | None
+    labels: Mapping[str, str]  # concept -> label; its keys are the concepts it is coded as
+    usable: bool
+    active: bool
+    onset: date | None
+
+    def evidence(self, concepts: Iterable[str]) -> Evidence:
+        return Evidence("Condition", self.resource_id, pick_label(self.labels, concepts), self.onset)
+
+
+def read_condition(
+    resource: Resource,
+    *,
+    matcher: CodeMatcher,
+    concepts: Mapping[str, Concept],
+    statuses: Statuses,
+    birth: date | None,
+    today: date,
+) -> ConditionRecord:
+    usable = not (_codes(resource.get("verificationStatus")) & statuses.condition_unusable_verification)
+    clinical = _codes(resource.get("clinicalStatus"))
+    clinically_active = not clinical or bool(clinical & statuses.condition_active_clinical)
+    resource_id = resource.get("id")
+    return ConditionRecord(
+        resource_id=resource_id if isinstance(resource_id, str) else None,
+        labels=_labels(resource.get("code"), matcher, concepts),
+        usable=usable,
+        active=usable and clinically_active and not _abated(resource, today),
+        onset=_onset(resource, birth),
+    )
+
+
+def _onset(resource: Resource, birth: date | None) -> date | None:
+    """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date, else recordedDate."""
+    onset = first_day(resource.get("onsetDateTime"))
+    if onset is not None:
+        return onset
+    period = resource.get("onsetPeriod")
+    if isinstance(period, Mapping):
+        onset = first_day(period.get("start"))
+        if onset is not None:
+            return onset
+    age = resource.get("onsetAge")
+    if isinstance(age, Mapping) and birth is not None:
+        onset = add_age(birth, age)
+        if onset is not None:
+            return onset
+    return first_day(resource.get("recordedDate"))
+
+
+def _abated(resource: Resource, today: date) -> bool:
+    """Any abatement[x]: a date on or before today, true, a string, an age, a started period.
+
+    clinical-rules.md 1b: it makes a Condition not active whatever its clinicalStatus says.
+    """
+    for key, value in resource.items():
+        if not key.startswith("abatement") or value is None:
+            continue
+        if key == "abatementDateTime":
+            day = first_day(value)
+            if day is None or day <= today:  # an unreadable date is still an abatement
+                return True
+        elif key == "abatementBoolean":
+            if value is True:
+                return True
+        elif key == "abatementPeriod":
+            if isinstance(value, Mapping):
+                start, end = first_day(value.get("start")), first_day(value.get("end"))
+                if (start is not None and start <= today) or (start is None and end is not None and end <= today):
+                    return True
+        else:  # abatementString, abatementAge, abatementRange
+            return True
+    return False
+
+
+# --- FamilyMemberHistory ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyHistoryRecord:
+    resource_id: str | None
+    labels: Mapping[str, str]  # concept -> "Father: Osteoarthritis of knee (SNOMED 239873007)"
+    recorded: date | None
+
+    def evidence(self, concepts: Iterable[str]) -> Evidence:
+        return Evidence("FamilyMemberHistory", self.resource_id, pick_label(self.labels, concepts), self.recorded)
+
+
+def read_family_history(
+    resource: Resource, *, matcher: CodeMatcher, concepts: Mapping[str, Concept], statuses: Statuses
+) -> FamilyHistoryRecord | None:
+    """None when its status excludes it (entered-in-error)."""
+    status = resource.get("status")
+    if isinstance(status, str) and status in statuses.family_history_excluded:
+        return None
+    relationship = _relationship(resource.get("relationship"))
+    prefix = f"{relationship}: " if relationship else "Family member: "
+    labels: dict[str, str] = {}
+    conditions = resource.get("condition")
+    for condition in conditions if isinstance(conditions, list) else ():
+        if isinstance(condition, Mapping):
+            for concept, label in _labels(condition.get("code"), matcher, concepts, prefix).items():
+                labels.setdefault(concept, label)
+    resource_id = resource.get("id")
+    return FamilyHistoryRecord(
+        resource_id=resource_id if isinstance(resource_id, str) else None,
+        labels=labels,
+        recorded=first_day(resource.get("date")),
+    )
+
+
+def _relationship(codeable: object) -> str | None:
+    if not isinstance(codeable, Mapping):
+        return None
+    codings = codeable.get("coding")
+    for coding in codings if isinstance(codings, list) else ():
+        if isinstance(coding, Mapping):
+            shown = _string(coding.get("display"))
+            if shown:
+                return shown[0].upper() + shown[1:]
+    text = _string(codeable.get("text"))
+    if text:
+        return text
+    for coding in codings if isinstance(codings, list) else ():
+        if isinstance(coding, Mapping) and _string(coding.get("code")):
+            return str(coding["code"]).strip()
+    return None
+
+
+# --- Observation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """A usable Observation value in its canonical unit (kg, m, kg/m2)."""
+
+    resource: Resource  # validated only when a fact is about to rest on it
+    resource_id: str | None
+    observation: str  # the observation definition: "body_weight"
+    when: When
+    value: Decimal
+    shown: str  # "185 lbs (83.9 kg)"
+    concept: str  # the observation's concept, for its label
+
+    def evidence(self, matcher: CodeMatcher, concepts: Mapping[str, Concept]) -> Evidence:
+        """Labelled only when used: most readings of a long history never are."""
+        label = pick_label(_labels(self.resource.get("code"), matcher, concepts), (self.concept,))
+        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown)
+
+
+class Unusable(str):
+    """Why a relevant Observation cannot be used although it may be valid FHIR (kept for audit)."""
+
+
+def read_measurement(
+    resource: Resource,
+    *,
+    name: str,
+    definition: ObservationDefinition,
+    statuses: Statuses,
+) -> Measurement | Unusable | None:
+    """The measurement, or None when it is not usable (status, no value: normal), or Unusable(reason)."""
+    status = resource.get("status")
+    if not isinstance(status, str) or status not in statuses.observation_usable:
+        return None
+    quantity = resource.get("valueQuantity")
+    if not isinstance(quantity, Mapping) or quantity.get("value") is None:
+        return None  # "with a value": a usable Observation has one
+    raw_value = quantity.get("value")
+    if isinstance(raw_value, bool) or not isinstance(raw_value, int | float | Decimal):
+        return Unusable("valueQuantity.value is not a number")
+    try:
+        value = Decimal(str(raw_value))
+    except InvalidOperation:
+        return Unusable("valueQuantity.value is not a number")
+    if not value.is_finite() or value <= 0:
+        return Unusable(f"value {raw_value} is not a measurement (must be positive)")
+    unit_code = quantity_unit_code(quantity)
+    if unit_code is None:
+        return Unusable("valueQuantity has no UCUM unit; ignored, not guessed")
+    unit = known_unit(unit_code)
+    if unit is None or unit_code not in definition.units:
+        accepted = ", ".join(definition.units)
+        return Unusable(f"unit '{unit_code}' is not one accepted for {name} ({accepted}); ignored, not guessed")
+    when = _effective(resource)
+    if when is None:
+        return Unusable("no effective date (effective[x] or issued)")
+    canonical = unit.to_canonical(value)
+    shown_unit, shown_factor = _SHOWN_IN[definition.quantity]
+    written = f"{_number(value)} {_string(quantity.get('unit')) or unit_code}"
+    shown = written if unit_code == shown_unit else f"{written} ({_number(canonical * shown_factor)} {shown_unit})"
+    resource_id = resource.get("id")
+    return Measurement(
+        resource=resource,
+        resource_id=resource_id if isinstance(resource_id, str) else None,
+        observation=name,
+        when=when,
+        value=canonical,
+        shown=shown,
+        concept=definition.concept,
+    )
+
+
+def _effective(resource: Resource) -> When | None:
+    """effectiveDateTime / effectiveInstant / effectivePeriod.start, else issued."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        when = parse_when(resource.get(key))
+        if when is not None:
+            return when
+    period = resource.get("effectivePeriod")
+    if isinstance(period, Mapping):
+        when = parse_when(period.get("start")) or parse_when(period.get("end"))
+        if when is not None:
+            return when
+    return parse_when(resource.get("issued"))
+
+
+def _number(value: Decimal) -> str:
+    """185 -> "185", 89.69184726596625 -> "89.7"."""
+    if value == value.to_integral_value():
+        return str(value.to_integral_value())
+    return str(rounded(value))

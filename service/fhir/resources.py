@@ -1,0 +1,176 @@
+"""From what a prefetch or a file holds to the resources about one patient that some fact reads.
+
+Input is any mix of single resources and Bundles of any type (searchset, transaction,
+collection, nested). Selection is cheap dict access on the raw JSON: resource type, subject
+and code. Nothing is validated here; the caller validates only what it selected, so a
+10,000-resource prefetch costs a walk, not 10,000 validations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.fhir.codes import CodeMatcher
+
+__all__ = ["Selection", "flatten", "select_resources"]
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The resources about the patient that a fact may read, not yet validated."""
+
+    patient_id: str | None  # the patient asked about, or the one Patient found in the data
+    patient: Resource | None
+    conditions: tuple[Resource, ...]
+    observations: tuple[tuple[str, Resource], ...]  # (observation definition name, resource)
+    family_histories: tuple[Resource, ...]
+
+
+def flatten(data: Iterable[object] | Mapping[str, Any]) -> tuple[list[Resource], dict[str, Resource]]:
+    """Every resource in ``data`` (Bundles unpacked, nested ones too) and the Bundle fullUrls.
+
+    A resource seen twice (same type and id, e.g. in two prefetch keys) is kept once, the first
+    time. Anything that is not a JSON object with a ``resourceType`` is passed over.
+    """
+    items: list[object] = [data] if isinstance(data, Mapping) else list(data)
+    stack = items[::-1]
+    resources: list[Resource] = []
+    full_urls: dict[str, Resource] = {}
+    seen: set[tuple[str, str]] = set()
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, dict):
+            continue
+        resource_type = item.get("resourceType")
+        if resource_type == "Bundle":
+            entries = item.get("entry")
+            if isinstance(entries, list):
+                for entry in reversed(entries):
+                    if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+                        continue
+                    full_url = entry.get("fullUrl")
+                    if isinstance(full_url, str):
+                        full_urls.setdefault(full_url, entry["resource"])
+                    stack.append(entry["resource"])
+            continue
+        if not isinstance(resource_type, str):
+            continue
+        resource_id = item.get("id")
+        if isinstance(resource_id, str):
+            key = (resource_type, resource_id)
+            if key in seen:
+                continue
+            seen.add(key)
+        resources.append(item)
+    return resources, full_urls
+
+
+def _reference_target(reference: str, full_urls: Mapping[str, Resource]) -> tuple[str | None, str | None]:
+    """(resource type, id) a reference points at; None where it cannot be told."""
+    resolved = full_urls.get(reference)
+    if resolved is not None:
+        resource_type, resource_id = resolved.get("resourceType"), resolved.get("id")
+        return (
+            resource_type if isinstance(resource_type, str) else None,
+            resource_id if isinstance(resource_id, str) else None,
+        )
+    if reference.startswith("urn:uuid:"):
+        # Not in any Bundle given: Synthea uses the patient id as the uuid.
+        return None, reference[len("urn:uuid:") :]
+    if reference.startswith("#"):
+        return None, None  # contained resource
+    parts = reference.split("?", 1)[0].split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] and parts[-1]:
+        return parts[-2], parts[-1]
+    return None, None
+
+
+def _about(resource: Resource, field: str, patient_id: str | None, full_urls: Mapping[str, Resource]) -> bool:
+    """False only when ``resource.<field>`` clearly points at someone other than the patient."""
+    if patient_id is None:
+        return True
+    subject = resource.get(field)
+    if not isinstance(subject, dict):
+        return True  # no reference: nothing says it is about someone else
+    reference = subject.get("reference")
+    if not isinstance(reference, str):
+        return True  # identifier or display only
+    resource_type, resource_id = _reference_target(reference.strip(), full_urls)
+    if resource_type is not None and resource_type != "Patient":
+        return False  # a Group, a Location, ...: not this patient
+    return resource_id is None or resource_id == patient_id
+
+
+def _member_codes(resource: Resource) -> Iterable[object]:
+    conditions = resource.get("condition")
+    if isinstance(conditions, list):
+        for condition in conditions:
+            if isinstance(condition, dict):
+                yield condition.get("code")
+
+
+def select_resources(
+    data: Iterable[object] | Mapping[str, Any],
+    *,
+    patient_id: str | None,
+    matcher: CodeMatcher,
+    condition_concepts: frozenset[str],
+    member_concepts: frozenset[str],
+    observation_concepts: Mapping[str, str],
+) -> Selection:
+    """Pick the patient and their Conditions, Observations and FamilyMemberHistories that matter.
+
+    ``condition_concepts``: a Condition matters when coded with one of them;
+    ``member_concepts``: a FamilyMemberHistory matters when one of its conditions is;
+    ``observation_concepts``: concept -> observation definition name.
+    Without ``patient_id`` the first Patient in the data is the patient.
+    """
+    resources, full_urls = flatten(data)
+    patient: Resource | None = None
+    for resource in resources:
+        if resource.get("resourceType") == "Patient":
+            resource_id = resource.get("id")
+            if patient_id is None or resource_id == patient_id:
+                patient = resource
+                if patient_id is None and isinstance(resource_id, str):
+                    patient_id = resource_id
+                break
+    conditions: list[Resource] = []
+    observations: list[tuple[str, Resource]] = []
+    family_histories: list[Resource] = []
+    for resource in resources:
+        resource_type = resource.get("resourceType")
+        if resource_type == "Condition":
+            if matcher.concepts_in(resource.get("code")) & condition_concepts and _about(
+                resource, "subject", patient_id, full_urls
+            ):
+                conditions.append(resource)
+        elif resource_type == "Observation":
+            name = _observation_name(matcher.concepts_in(resource.get("code")), observation_concepts)
+            if name is not None and _about(resource, "subject", patient_id, full_urls):
+                observations.append((name, resource))
+        elif resource_type == "FamilyMemberHistory":
+            if any(matcher.concepts_in(code) & member_concepts for code in _member_codes(resource)) and _about(
+                resource, "patient", patient_id, full_urls
+            ):
+                family_histories.append(resource)
+    return Selection(
+        patient_id=patient_id,
+        patient=patient,
+        conditions=tuple(conditions),
+        observations=tuple(observations),
+        family_histories=tuple(family_histories),
+    )
+
+
+def _observation_name(concepts: frozenset[str], observation_concepts: Mapping[str, str]) -> str | None:
+    for concept, name in observation_concepts.items():  # definition order: deterministic
+        if concept in concepts:
+            return name
+    return None
