@@ -1,0 +1,110 @@
+"""FHIR dates: partial dates, offsets, timezone-less datetimes, birth dates, ages."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from service.fhir.dates import add_age, birth_date, first_day, parse_when, with_timezones
+
+
+@pytest.mark.parametrize(
+    ("text", "day"),
+    [
+        ("2024", date(2024, 1, 1)),
+        ("2024-03", date(2024, 3, 1)),
+        ("2024-03-09", date(2024, 3, 9)),
+        ("2024-03-09T10:00:00+02:00", date(2024, 3, 9)),
+        ("2024-03-09T01:00:00+02:00", date(2024, 3, 8)),  # a UTC day, like "today"
+        ("2024-03-09T23:30:00-05:00", date(2024, 3, 10)),
+        ("2024-03-09T10:00:00Z", date(2024, 3, 9)),
+        ("2024-03-09T10:00:00", date(2024, 3, 9)),  # no offset: read as UTC
+        ("2024-03-09T10:00", date(2024, 3, 9)),
+        ("2024-03-09T10:00:00.123456789Z", date(2024, 3, 9)),
+    ],
+)
+def test_first_day(text: str, day: date) -> None:
+    assert first_day(text) == day
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2024-13", "2024-02-30", "2024-03-09T25:00:00Z", "20240309", None, 2024])
+def test_not_a_date(text: object) -> None:
+    assert parse_when(text) is None
+
+
+def test_instants_order_events_across_offsets() -> None:
+    early = parse_when("2024-03-09T10:00:00+02:00")
+    late = parse_when("2024-03-09T09:00:00Z")
+    assert early is not None and late is not None
+    assert early.instant < late.instant
+    assert early.instant == datetime(2024, 3, 9, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "day"),
+    [
+        ("1970", date(1970, 12, 31)),
+        ("1970-02", date(1970, 2, 28)),
+        ("1972-02", date(1972, 2, 29)),
+        ("1970-07-04", date(1970, 7, 4)),
+    ],
+)
+def test_partial_birth_date_is_its_last_possible_day(text: str, day: date) -> None:
+    assert birth_date(text) == day
+
+
+@pytest.mark.parametrize("text", [None, "", "1970-13", "1970-02-30", "unknown"])
+def test_unreadable_birth_date_is_unknown(text: object) -> None:
+    assert birth_date(text) is None
+
+
+@pytest.mark.parametrize(
+    ("age", "day"),
+    [
+        ({"value": 45, "unit": "yr", "system": "http://unitsofmeasure.org", "code": "a"}, date(2005, 2, 28)),
+        ({"value": 6, "system": "http://unitsofmeasure.org", "code": "mo"}, date(1960, 8, 29)),
+        ({"value": 10, "code": "d"}, date(1960, 3, 10)),
+        ({"value": 2, "code": "wk"}, date(1960, 3, 14)),
+    ],
+)
+def test_add_age(age: dict[str, object], day: date) -> None:
+    assert add_age(date(1960, 2, 29), age) == day
+
+
+@pytest.mark.parametrize(
+    "age",
+    [
+        {"value": 45, "code": "years"},
+        {"value": 45, "system": "http://snomed.info/sct", "code": "a"},
+        {"value": -1, "code": "a"},
+        {"value": "45", "code": "a"},
+        {"value": True, "code": "a"},
+        {"code": "a"},
+        {"value": 1e300, "code": "a"},
+    ],
+)
+def test_unreadable_age_gives_no_date(age: dict[str, object]) -> None:
+    assert add_age(date(1960, 1, 1), age) is None
+
+
+def test_with_timezones_fixes_only_offsetless_datetimes() -> None:
+    resource = {
+        "onsetDateTime": "2024-03-09T10:00:00",
+        "recordedDate": "2024-03-09T10:00",
+        "note": [{"time": "2024-03-09T10:00:00+02:00"}],
+        "abatementString": "2024",
+    }
+    fixed = with_timezones(resource)
+    assert fixed == {
+        "onsetDateTime": "2024-03-09T10:00:00Z",
+        "recordedDate": "2024-03-09T10:00:00Z",
+        "note": [{"time": "2024-03-09T10:00:00+02:00"}],
+        "abatementString": "2024",
+    }
+    assert resource["onsetDateTime"] == "2024-03-09T10:00:00"  # the input is not changed
+
+
+def test_with_timezones_returns_the_same_object_when_nothing_changes() -> None:
+    resource = {"a": [{"b": "2024-03-09T10:00:00Z"}], "c": 1}
+    assert with_timezones(resource) is resource
