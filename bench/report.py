@@ -21,6 +21,7 @@ __all__ = [
     "format_table",
     "format_targets",
     "marginal_costs_us",
+    "median_round",
     "run_record",
     "sweep_slopes",
     "write_plot",
@@ -43,11 +44,26 @@ class Run:
     concurrency: int
     service: LoadResult
     baseline: LoadResult
+    round_ratios: tuple[float, ...] = ()  # every round's ratio when the cell was measured several times
 
     @property
     def ratio(self) -> float:
         """Service throughput as a fraction of the baseline's."""
         return self.service.rps / self.baseline.rps if self.baseline.rps else 0.0
+
+
+def median_round(rounds: Sequence[Run]) -> Run:
+    """The round with the median ratio (the lower middle one for an even count), keeping every ratio."""
+    ordered = sorted(rounds, key=lambda r: r.ratio)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    return Run(
+        chosen.workload,
+        chosen.resources,
+        chosen.concurrency,
+        chosen.service,
+        chosen.baseline,
+        round_ratios=tuple(round(r.ratio, 3) for r in rounds),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "resources": run.resources,
         "concurrency": run.concurrency,
         "ratio": round(run.ratio, 3),
+        "round_ratios": list(run.round_ratios),
         "service": side(run.service),
         "baseline": side(run.baseline),
     }

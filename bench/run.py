@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep", type=_int_list, default=[10, 100, 1000, 10000], help="sweep sizes in resources")
     parser.add_argument("--sweep-concurrency", type=int, default=1, help="concurrency of the sweep (default 1)")
     parser.add_argument("--sweep-duration", type=int, default=5, help="seconds per sweep run (default 5)")
+    parser.add_argument("--rounds", type=int, default=1, help="back-to-back pairs per cell; the median ratio is kept")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unrecorded load per server and workload")
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES, help="the shared FHIR fixtures directory")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "latest", help="results path without suffix")
@@ -158,6 +159,7 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
             "sweep_concurrency": args.sweep_concurrency,
             "sweep_duration_s": args.sweep_duration,
             "warmup_s": args.warmup,
+            "rounds": args.rounds,
             "smoke": args.smoke,
         },
         "workloads": [
@@ -204,17 +206,22 @@ def _load(
             for server in (baseline, service):
                 _measure(server, body, concurrency=max(concurrencies), duration=args.warmup, prefix=load_prefix, label=workload.name)
         for concurrency in concurrencies:
-            measured = {
-                server.name: _measure(server, body, concurrency=concurrency, duration=duration, prefix=load_prefix, label=workload.name)
-                for server in (baseline, service)
-            }
-            run = report.Run(workload.name, workload.resources, concurrency, measured["service"], measured["baseline"])
-            print(
-                f"  {workload.name:<12} c={concurrency:<3} service {run.service.rps:8.1f} req/s p99 {run.service.p99_ms:7.2f} ms"
-                f" | baseline {run.baseline.rps:8.1f} req/s | ratio {run.ratio:.3f}",
-                flush=True,
-            )
-            runs.append(run)
+            rounds: list[report.Run] = []
+            for _ in range(args.rounds):
+                measured = {
+                    server.name: _measure(
+                        server, body, concurrency=concurrency, duration=duration, prefix=load_prefix, label=workload.name
+                    )
+                    for server in (baseline, service)
+                }
+                run = report.Run(workload.name, workload.resources, concurrency, measured["service"], measured["baseline"])
+                print(
+                    f"  {workload.name:<12} c={concurrency:<3} service {run.service.rps:8.1f} req/s p99 {run.service.p99_ms:7.2f} ms"
+                    f" | baseline {run.baseline.rps:8.1f} req/s | ratio {run.ratio:.3f}",
+                    flush=True,
+                )
+                rounds.append(run)
+            runs.append(report.median_round(rounds))
         if workload.name == "heavy":
             rss_after_heavy = round(peak_rss_mb(service.pid), 1)
     return runs, rss_after_heavy

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from bench.baseline_app import app as baseline_app
 from bench.loadgen import LoadResult, WrkError, parse_wrk_output
-from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, sweep_slopes
+from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, median_round, sweep_slopes
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1234/cds-services/back-knee-risk-factors
   1 threads and 8 connections
@@ -68,3 +68,14 @@ def test_baseline_only_parses_and_answers() -> None:
         response = client.post("/cds-services/back-knee-risk-factors", content=b'{"hook": "patient-view", "context": {}}')
     assert response.status_code == 200
     assert response.json() == {"cards": [], "keys": 2}
+
+
+def test_median_round_keeps_the_middle_ratio_and_all_ratios() -> None:
+    rounds = [
+        Run("typical", 36, 8, service=_result(300), baseline=_result(1000)),
+        Run("typical", 36, 8, service=_result(500), baseline=_result(1000)),
+        Run("typical", 36, 8, service=_result(400), baseline=_result(1000)),
+    ]
+    chosen = median_round(rounds)
+    assert chosen.ratio == pytest.approx(0.4)
+    assert chosen.round_ratios == (0.3, 0.5, 0.4)
