@@ -1,0 +1,101 @@
+"""Evaluate a service's rules over a patient's facts: which rules fire, and on what evidence.
+
+Pure: facts and catalogue in, findings out; "today" is already inside the facts. A rule fires
+at most once; findings come ordered critical, warning, info, then in catalogue order
+(clinical-rules.md section 3). A deceased patient gets no findings at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from service.engine.catalogue import Catalogue
+from service.engine.rules import Reason, Rule
+from service.fhir.model import Evidence, Fact, PatientFacts
+
+__all__ = ["Finding", "ShownReason", "UnknownServiceError", "evaluate"]
+
+_URGENCY = {"critical": 0, "warning": 1, "info": 2}
+
+
+class UnknownServiceError(ValueError):
+    """The service id is not in the catalogue."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShownReason:
+    """A reason line of the card whose ``when`` holds, with the fact it shows."""
+
+    reason: Reason
+    fact: Fact
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule that fired for the patient, with everything its card needs to explain itself."""
+
+    rule: Rule
+    patient_id: str | None
+    today: date  # the evaluation date the facts were computed for
+    reasons: tuple[ShownReason, ...]
+    # Every holding fact the rule reads, by name (values and evidence for the card).
+    facts: Mapping[str, Fact]
+    # The holding facts that made the condition true (a fact under ``not`` never does).
+    supporting: tuple[str, ...]
+    # The resources the finding rests on, in order of first mention, without repeats.
+    evidence: tuple[Evidence, ...]
+
+    @property
+    def values(self) -> dict[str, Mapping[str, str | int | float]]:
+        """Fact name -> its values, for the holding facts that carry any."""
+        return {name: fact.values for name, fact in self.facts.items() if fact.values}
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """``Type/id`` of every evidence resource that has an id."""
+        return tuple(dict.fromkeys(ref for ref in (item.reference for item in self.evidence) if ref))
+
+    def supporting_evidence(self) -> tuple[Evidence, ...]:
+        """The evidence of the facts that made the rule fire (what a suggestion's reason is)."""
+        return tuple(dict.fromkeys(item for name in self.supporting for item in self.facts[name].evidence))
+
+
+def evaluate(
+    facts: PatientFacts,
+    catalogue: Catalogue,
+    *,
+    service_id: str,
+    suppressed: frozenset[str] = frozenset(),
+) -> list[Finding]:
+    """The findings of one service's rules, minus the rules suppressed for this patient."""
+    if catalogue.service(service_id) is None:
+        raise UnknownServiceError(f"unknown service '{service_id}'; the catalogue has {', '.join(catalogue.services)}")
+    if facts.deceased:
+        return []
+    findings = [
+        finding
+        for rule in catalogue.rules_for(service_id)
+        if rule.id not in suppressed and (finding := _fire(rule, facts)) is not None
+    ]
+    order = {rule.id: index for index, rule in enumerate(catalogue.rules)}
+    return sorted(findings, key=lambda finding: (_URGENCY[finding.rule.indicator], order[finding.rule.id]))
+
+
+def _fire(rule: Rule, facts: PatientFacts) -> Finding | None:
+    if not rule.condition.evaluate(facts.holds):
+        return None
+    holding = {name: facts.facts[name] for name in rule.fact_names() if facts.holds(name)}
+    shown = tuple(
+        ShownReason(reason, holding[reason.fact])
+        for reason in rule.reasons
+        if reason.fact in holding and reason.when.evaluate(facts.holds)
+    )
+    supporting = rule.condition.supporting(facts.holds)
+    # The facts that made the rule fire first, then the ones its reasons show.
+    names = dict.fromkeys((*supporting, *(item.reason.fact for item in shown)))
+    evidence = tuple(dict.fromkeys(item for name in names for item in holding[name].evidence))
+    return Finding(
+        rule=rule, patient_id=facts.patient_id, today=facts.today, reasons=shown, facts=holding, supporting=supporting, evidence=evidence
+    )
