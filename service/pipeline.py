@@ -1,18 +1,17 @@
-"""FHIR data -> facts -> findings -> cards: the one path shared by the HTTP service and the CLI.
-
-SEAM: wired end to end; the facts layer, engine and card builder plug in here.
-"""
+"""FHIR data -> facts -> findings -> cards: the one path shared by the HTTP service and the CLI."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from service.cards import UuidFactory, build_card, new_uuid
 from service.cdshooks.models import Card
 from service.engine.catalogue import Catalogue
+from service.engine.evaluate import evaluate
+from service.fhir import compute_facts
 from service.store.records import IssuedCard
 
 __all__ = ["Evaluation", "evaluate_service"]
@@ -34,7 +33,23 @@ def evaluate_service(
     today: date,
     suppressed: frozenset[str] = frozenset(),
     base_url: str,
-    uuid_factory: Callable[[], str] = lambda: str(uuid.uuid4()),
+    uuid_factory: UuidFactory = new_uuid,
 ) -> Evaluation:
     """Evaluate one service's rules over FHIR resources and/or Bundles (any mix)."""
-    return Evaluation(cards=[], issued=(), skipped=())
+    facts = compute_facts(data, patient_id=patient_id, today=today, definitions=catalogue.fact_definitions)
+    cards: list[Card] = []
+    issued: list[IssuedCard] = []
+    for finding in evaluate(facts, catalogue, service_id=service_id, suppressed=suppressed):
+        card = build_card(finding, catalogue=catalogue, base_url=base_url, uuid_factory=uuid_factory)
+        cards.append(card)
+        issued.append(
+            IssuedCard(
+                uuid=str(card.uuid),
+                rule_id=finding.rule.id,
+                rule_version=finding.rule.version,
+                indicator=finding.rule.indicator,
+                evidence=finding.references,
+                suggestion_uuids=tuple(str(s.uuid) for s in card.suggestions or ()),
+            )
+        )
+    return Evaluation(cards=cards, issued=tuple(issued), skipped=facts.skipped)

@@ -1,0 +1,224 @@
+"""Findings -> CDS Hooks cards that explain themselves (interface.md section 5, decision 8).
+
+Each card says why it fired (the facts, with their resources as ``Type/id``, dates and values),
+what the source advises, and the article sentences it rests on; it links to the rule's page
+and offers the override reasons of the catalogue. Suggested orders are R4 ``ServiceRequest``
+resources validated with ``fhir.resources.R4B`` before they leave: strict writer.
+
+Patient data (labels, values, ids) is escaped before it enters markdown, so a Condition's
+display text cannot inject links or HTML into a clinician's screen.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from service.cdshooks.models import Action, Card, Coding, Link, Source, Suggestion
+from service.engine.catalogue import EVIDENCE_PLACEHOLDER, REASONS_PLACEHOLDER, Catalogue
+from service.engine.evaluate import Finding, ShownReason
+from service.engine.rules import Rule, SuggestionSpec
+from service.engine.templates import Template
+from service.fhir.model import Evidence
+
+__all__ = ["SUMMARY_LIMIT", "build_card", "build_cards", "format_value", "new_uuid"]
+
+SUMMARY_LIMIT = 139  # CDS Hooks: summary SHALL be under 140 characters
+# ServiceRequest.reasonReference may point at these (FHIR R4).
+_REASON_TYPES = frozenset({"Condition", "Observation", "DiagnosticReport", "DocumentReference"})
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# Characters that could start emphasis, code, links, HTML or tables inside a line of markdown.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+UNKNOWN_VALUE = "unknown"
+
+UuidFactory = Callable[[], str]
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def build_cards(
+    findings: list[Finding], *, catalogue: Catalogue, base_url: str, uuid_factory: UuidFactory = new_uuid
+) -> list[Card]:
+    """One card per finding, in the findings' order."""
+    return [build_card(finding, catalogue=catalogue, base_url=base_url, uuid_factory=uuid_factory) for finding in findings]
+
+
+def build_card(finding: Finding, *, catalogue: Catalogue, base_url: str, uuid_factory: UuidFactory = new_uuid) -> Card:
+    rule = finding.rule
+    suggestions = _suggestions(finding, uuid_factory=uuid_factory)
+    return Card(
+        uuid=uuid_factory(),
+        summary=_summary(finding),
+        detail=_detail(finding, catalogue=catalogue),
+        indicator=rule.indicator,
+        source=Source(
+            label=catalogue.source_label,
+            topic=Coding(system=catalogue.topic_system, code=rule.id, display=rule.title),
+        ),
+        suggestions=suggestions or None,
+        selectionBehavior=rule.selection_behavior if suggestions else None,
+        overrideReasons=[
+            Coding(system=catalogue.override_reason_system, code=reason.code, display=reason.display)
+            for reason in catalogue.override_reasons
+        ],
+        links=[
+            Link(
+                label=f"About this rule: {rule.title} (v{rule.version})",
+                url=f"{base_url.rstrip('/')}/rules/{rule.id}",
+                type="absolute",
+            )
+        ],
+    )
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+def format_value(value: str | int | float) -> str:
+    """A fact value as a clinician reads it: BMI 27.9, 6.2 %, 62 years."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _parameter_values(rule: Rule) -> dict[str, str]:
+    return {name: f"{value:g}" if isinstance(value, float) else str(value) for name, value in rule.thresholds.items()}
+
+
+def _reason_values(shown: ShownReason, rule: Rule, *, markdown: bool) -> dict[str, str]:
+    escape = _escape if markdown else _plain
+    values = _parameter_values(rule)
+    values.update({name: escape(format_value(value)) for name, value in shown.fact.values.items()})
+    values[EVIDENCE_PLACEHOLDER] = "; ".join(escape(item.label) for item in shown.fact.evidence) or UNKNOWN_VALUE
+    return values
+
+
+def _missing(_name: str) -> str:
+    return UNKNOWN_VALUE
+
+
+def _summary(finding: Finding) -> str:
+    rule = finding.rule
+    phrases = [
+        item.reason.summary.render(_reason_values(item, rule, markdown=False), missing=_missing)
+        for item in finding.reasons
+        if item.reason.summary is not None
+    ]
+    values = _parameter_values(rule)
+    values[REASONS_PLACEHOLDER] = ", ".join(phrases) or rule.title
+    text = _one_line(rule.summary.render(values, missing=_missing))
+    text = text[:1].upper() + text[1:]
+    if len(text) > SUMMARY_LIMIT:
+        cut = text[: SUMMARY_LIMIT - 1]
+        text = (cut.rsplit(" ", 1)[0] if " " in cut[40:] else cut).rstrip(",;: ") + "…"
+    return text
+
+
+def _detail(finding: Finding, *, catalogue: Catalogue) -> str:
+    rule = finding.rule
+    lines = [f"**Why this card** (as of {finding.today.isoformat()}):", ""]
+    for item in finding.reasons:
+        lines.append("- " + _one_line(item.reason.text.render(_reason_values(item, rule, markdown=True), missing=_missing)))
+        lines.extend(f"  - {_evidence_line(evidence)}" for evidence in item.fact.evidence)
+    lines += ["", "**What the source advises:**", "", _render_static(rule.advice, rule), ""]
+    # Catalogue text (advice, label, citations) is trusted markdown; only patient data is escaped.
+    lines += [f"**Source:** {catalogue.source_label}", ""]
+    for index, citation in enumerate(rule.citations):
+        if index:
+            lines.append(">")
+        lines.append(f"> \u201c{citation}\u201d")
+    lines += ["", f"Rule `{rule.id}` version {rule.version}."]
+    return "\n".join(lines)
+
+
+def _render_static(template: Template, rule: Rule) -> str:
+    return template.render(_parameter_values(rule), missing=_missing).strip()
+
+
+def _evidence_line(evidence: Evidence) -> str:
+    reference = evidence.reference
+    if reference and _FHIR_ID.match(evidence.resource_id or "") and evidence.resource_type.isalpha():
+        parts = [f"`{reference}`: {_escape(evidence.label)}"]
+    elif reference:
+        parts = [f"{_escape(reference)}: {_escape(evidence.label)}"]
+    else:
+        parts = [f"{_escape(evidence.resource_type)} (no id): {_escape(evidence.label)}"]
+    # The label may already say the date or value ("Birth date 1958-02-24"): say each once.
+    if evidence.date is not None and evidence.date.isoformat() not in evidence.label:
+        parts.append(evidence.date.isoformat())
+    if evidence.value and evidence.value not in evidence.label:
+        parts.append(_escape(evidence.value))
+    return ", ".join(parts)
+
+
+def _escape(text: str) -> str:
+    """Text from patient data, safe inside GitHub-flavoured markdown (no links, HTML or emphasis)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(text))
+
+
+def _plain(text: str) -> str:
+    return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- suggestions -------------------------------------------------------------------------
+
+
+def _suggestions(finding: Finding, *, uuid_factory: UuidFactory) -> list[Suggestion]:
+    """The rule's suggested ServiceRequests; none when the patient has no usable id to be their subject."""
+    patient_id = finding.patient_id
+    if not finding.rule.suggestions or patient_id is None or not _FHIR_ID.match(patient_id):
+        return []
+    reasons = [
+        {"reference": item.reference, "display": _one_line(item.label)[:200]}
+        for item in finding.supporting_evidence()
+        if item.resource_type in _REASON_TYPES and item.resource_id and _FHIR_ID.match(item.resource_id)
+    ]
+    return [
+        Suggestion(
+            label=spec.label,
+            uuid=uuid_factory(),
+            isRecommended=spec.recommended,
+            actions=[
+                Action(
+                    type="create",
+                    description=spec.text,
+                    resource=_service_request(spec, finding=finding, patient_id=patient_id, reasons=reasons),
+                )
+            ],
+        )
+        for spec in finding.rule.suggestions
+    ]
+
+
+def _service_request(
+    spec: SuggestionSpec, *, finding: Finding, patient_id: str, reasons: list[dict[str, str]]
+) -> dict[str, Any]:
+    code: dict[str, Any] = {"text": spec.text}
+    if spec.code is not None:
+        code["coding"] = [{"system": spec.code.system, "code": spec.code.code, "display": spec.code.display}]
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": spec.intent,
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "note": [{"text": f"Suggested by back-knee-cds rule {finding.rule.id} version {finding.rule.version}."}],
+    }
+    if reasons:
+        resource["reasonReference"] = reasons
+    # Strict writer: what we emit must be valid R4 (raises on a bug in the rules or this module).
+    validated = ServiceRequest.model_validate(resource)
+    dumped: Mapping[str, Any] = validated.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dict(dumped)

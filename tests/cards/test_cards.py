@@ -1,0 +1,167 @@
+"""Cards carry everything of interface.md section 5 and decision 8, and nothing invalid."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date
+
+import pytest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from service.cards import SUMMARY_LIMIT, build_card, build_cards
+from service.cdshooks.models import Card, CardsResponse
+from service.engine.evaluate import Finding, evaluate
+from service.fhir.model import Evidence, Fact
+from tests.engine.builders import catalogue, patient_facts
+
+BASE = "https://cds.example.org"
+EVERYTHING = tuple(name for name in catalogue().facts)
+
+
+def _findings(*holding: str, **kwargs: object) -> list[Finding]:
+    facts = patient_facts(*holding, **kwargs)  # type: ignore[arg-type]
+    return [f for service in catalogue().services for f in evaluate(facts, catalogue(), service_id=service)]
+
+
+def _card(rule_id: str, *holding: str, **kwargs: object) -> Card:
+    (finding,) = [f for f in _findings(*holding, **kwargs) if f.rule.id == rule_id]
+    return build_card(finding, catalogue=catalogue(), base_url=BASE)
+
+
+def _counter() -> object:
+    numbers = itertools.count(1)
+    return lambda: f"00000000-0000-4000-8000-{next(numbers):012d}"
+
+
+@pytest.fixture
+def all_cards() -> list[Card]:
+    """One card per rule: everything holds, then everything but one complaint (for the 'not' rules)."""
+    by_rule: dict[str, Finding] = {}
+    for left_out in ((), ("back_complaint", "back_pain_after_trauma", "sciatica"), ("knee_complaint",)):
+        for finding in _findings(*(name for name in EVERYTHING if name not in left_out)):
+            by_rule.setdefault(finding.rule.id, finding)
+    return build_cards(list(by_rule.values()), catalogue=catalogue(), base_url=BASE)
+
+
+def test_every_rule_yields_a_card_when_everything_holds(all_cards: list[Card]) -> None:
+    assert {card.source.topic.code for card in all_cards if card.source.topic} == {rule.id for rule in catalogue().rules}
+
+
+def test_card_shape(all_cards: list[Card]) -> None:
+    rules = {rule.id: rule for rule in catalogue().rules}
+    for card in all_cards:
+        rule = rules[card.source.topic.code]  # type: ignore[union-attr]
+        assert card.uuid and card.indicator == rule.indicator
+        assert 0 < len(card.summary) <= SUMMARY_LIMIT
+        assert card.source.label == catalogue().source_label
+        assert card.source.topic is not None
+        assert card.source.topic.system == catalogue().topic_system
+        assert card.source.topic.display == rule.title
+        assert [(r.code, r.system, bool(r.display)) for r in card.overrideReasons or ()] == [
+            ("already-addressed", catalogue().override_reason_system, True),
+            ("patient-declined", catalogue().override_reason_system, True),
+            ("not-relevant", catalogue().override_reason_system, True),
+            ("data-incorrect", catalogue().override_reason_system, True),
+        ]
+        assert [link.url for link in card.links or ()] == [f"{BASE}/rules/{rule.id}"]
+        assert all(link.type == "absolute" for link in card.links or ())
+        detail = card.detail or ""
+        assert "**Why this card**" in detail and "**What the source advises:**" in detail
+        assert all(f"\u201c{citation}\u201d" in detail for citation in rule.citations)
+        assert f"Rule `{rule.id}` version {rule.version}" in detail
+        # decision 8: the detail names at least one resource that made the rule fire
+        assert "`Condition/" in detail or "`Observation/" in detail or "`Patient/" in detail
+    # the whole response is valid CDS Hooks (strict model, no nulls)
+    CardsResponse(cards=all_cards).model_dump(exclude_none=True)
+
+
+def test_suggestions_are_valid_r4_service_requests(all_cards: list[Card]) -> None:
+    with_suggestions = [card for card in all_cards if card.suggestions]
+    assert {card.source.topic.code for card in with_suggestions} == {  # type: ignore[union-attr]
+        "knee-pain-back-risk", "post-injury-back-pain", "post-injury-knee-pain", "acl-tear-surgical-referral",
+        "weight-management", "knee-arthritis-care",
+    }
+    for card in with_suggestions:
+        assert card.selectionBehavior in ("any", "at-most-one")
+        for suggestion in card.suggestions or ():
+            assert suggestion.uuid and suggestion.isRecommended is True
+            (action,) = suggestion.actions or ()
+            assert action.type == "create" and action.description
+            resource = action.resource or {}
+            request = ServiceRequest.model_validate(resource)
+            assert request.status == "draft" and request.intent == "proposal"
+            assert request.subject.reference == "Patient/p1"
+            assert request.code is not None and request.code.text
+            for reason in request.reasonReference or ():
+                assert reason.reference.split("/")[0] in ("Condition", "Observation")
+
+
+def test_post_injury_back_pain_offers_mri_and_evaluation_with_any() -> None:
+    card = _card("post-injury-back-pain", "back_pain_after_trauma", "back_complaint")
+    assert card.indicator == "warning"
+    assert card.selectionBehavior == "any"
+    mri, evaluation = card.suggestions or ()
+    mri_request = (mri.actions or ())[0].resource or {}
+    assert mri_request["code"]["coding"] == [{"system": "http://snomed.info/sct", "code": "241645008", "display": "MRI of spine"}]
+    assert [r["reference"] for r in mri_request["reasonReference"]] == ["Condition/lbp", "Condition/fall"]
+    evaluation_request = (evaluation.actions or ())[0].resource or {}
+    assert "coding" not in evaluation_request["code"]  # no verified code: text only, never invented
+    assert "2024-03-20" in (card.detail or "") and "2024-04-01" in (card.detail or "")  # both dates named
+
+
+def test_summary_names_the_key_fact() -> None:
+    assert _card("risk-factors", "back_complaint", "older_age", "excess_weight", "bmi").summary == (
+        "Risk factors for back and knee pain: older age (64), excess weight (BMI 27.9)"
+    )
+    assert _card("weight-management", "recent_weight_gain", "knee_complaint").summary.startswith("Weight up 6.2 %, knee problem:")
+    assert _card("knee-arthritis-care", "knee_arthritis", "knee_complaint", "excess_weight").summary.startswith(
+        "Knee arthritis, overweight or obesity diagnosis:"
+    )
+    assert _card("acl-tear-surgical-referral", "acl_injury").summary.startswith("ACL injury:")
+
+
+def test_detail_shows_values_dates_and_references() -> None:
+    detail = _card("weight-management", "recent_weight_gain", "back_complaint").detail or ""
+    assert "Recent weight gain: 85.0 kg, 6.2 % above the lowest weight (80.0 kg) of the 365 days before." in detail
+    assert "`Observation/w-new`: Body weight (LOINC 29463-7), 2024-05-01, 85 kg" in detail
+    assert "`Condition/lbp`: Low back pain (SNOMED 279039007), 2024-04-01" in detail
+    assert "(as of 2024-06-01)" in detail
+
+
+def test_summary_stays_under_140_characters_with_long_data() -> None:
+    long = "x" * 400
+    overrides = {
+        "recent_weight_gain": Fact("recent_weight_gain", True, (), {"gain_percent": long, "newest_kg": 1.0, "lowest_kg": 1.0}),
+        "excess_weight": Fact("excess_weight", True, (), {"bmi": long}),
+    }
+    card = _card("weight-management", "back_complaint", "knee_complaint", "bmi", overrides=overrides)
+    assert len(card.summary) <= SUMMARY_LIMIT and card.summary.endswith("…")
+
+
+def test_a_missing_value_reads_unknown_not_a_crash() -> None:
+    overrides = {"excess_weight": Fact("excess_weight", True, (), {})}
+    card = _card("weight-management", "back_complaint", "bmi", overrides=overrides)
+    assert card.summary.startswith("Excess weight (BMI unknown)") or card.summary.startswith("BMI unknown")
+
+
+def test_patient_data_cannot_inject_markdown_or_html() -> None:
+    evil = Evidence("Condition", "lbp", "Back pain [click](https://evil.example) <script>alert(1)</script> **loud**", date(2024, 4, 1))
+    overrides = {"back_complaint": Fact("back_complaint", True, (evil,))}
+    detail = _card("back-pain-knee-risk", "older_age", overrides=overrides).detail or ""
+    assert "[click](" not in detail and "<script>" not in detail and "**loud**" not in detail
+    assert "\\[click\\]" in detail and "\\<script\\>" in detail
+
+
+def test_no_suggestions_without_a_usable_patient_id() -> None:
+    for patient_id in (None, "has space", "x" * 65):
+        card = _card("knee-pain-back-risk", "knee_complaint", patient_id=patient_id)
+        assert card.suggestions is None and card.selectionBehavior is None
+
+
+def test_uuids_come_from_the_injected_factory() -> None:
+    findings = _findings("knee_complaint", "knee_arthritis")
+    cards = build_cards(findings, catalogue=catalogue(), base_url=BASE + "/", uuid_factory=_counter())  # type: ignore[arg-type]
+    uuids = [card.uuid for card in cards] + [s.uuid for card in cards for s in card.suggestions or ()]
+    assert len(set(uuids)) == len(uuids)
+    assert all(u and u.startswith("00000000-0000-4000-8000-") for u in uuids)
+    assert all(link.url.startswith(f"{BASE}/rules/") for card in cards for link in card.links or ())
