@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -18,6 +19,9 @@ from service.config_error import ConfigError
 from service.settings import Settings
 
 __all__ = ["main", "UsageError"]
+
+
+DEFAULT_PORT = 8080
 
 
 class UsageError(Exception):
@@ -72,6 +76,76 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_of(text: str | None) -> date:
+    """``--as-of`` or today's date in UTC (the service's "today" is the request's UTC date)."""
+    if text is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--as-of: expected a date as YYYY-MM-DD, got '{text}'") from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from service.card_text import card_text
+    from service.engine.catalogue import load_catalogue
+    from service.fhir_files import FhirFileError, patient_ids, read_inputs
+    from service.pipeline import evaluate_service
+
+    today = _as_of(args.as_of)
+    settings = _settings()
+    catalogue = load_catalogue(settings.rules_dir)
+    if args.service_id is not None and catalogue.service(args.service_id) is None:
+        raise UsageError(f"--service: unknown service '{args.service_id}'; choose from {', '.join(catalogue.services)}")
+    service_ids = [args.service_id] if args.service_id else list(catalogue.services)
+    try:
+        data = read_inputs(args.files)
+    except FhirFileError as exc:
+        raise UsageError(str(exc)) from None
+    base_url = settings.public_base_url or f"http://127.0.0.1:{DEFAULT_PORT}"
+    results = []
+    for patient_id in patient_ids(data) or [None]:
+        for service_id in service_ids:
+            evaluation = evaluate_service(
+                data.resources, catalogue=catalogue, service_id=service_id, patient_id=patient_id, today=today, base_url=base_url
+            )
+            results.append((patient_id, service_id, evaluation))
+    if args.format == "json":
+        document = {
+            "as_of": today.isoformat(),
+            "catalogue_version": catalogue.version,
+            "results": [
+                {
+                    "patient": patient_id,
+                    "service": service_id,
+                    "cards": [card.model_dump(exclude_none=True) for card in evaluation.cards],
+                    "skipped": list(evaluation.skipped),
+                }
+                for patient_id, service_id, evaluation in results
+            ],
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    lines = [f"Evaluated on {today.isoformat()} with rule catalogue {catalogue.version}."]
+    for patient_id, service_id, evaluation in results:
+        lines += ["", f"== Patient {patient_id or '(no Patient resource)'}: {service_id} ({catalogue.services[service_id].title})"]
+        lines += [card_text(card) for card in evaluation.cards] or ["(no cards)"]
+        lines += [f"(skipped: {item})" for item in evaluation.skipped]
+    print("\n".join(lines))
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    from service.engine.catalogue import load_catalogue
+
+    directory = Path(args.directory) if args.directory else _settings().rules_dir
+    catalogue = load_catalogue(directory)
+    print(f"{directory}: catalogue {catalogue.version}: {len(catalogue.rules)} rules, {len(catalogue.services)} services, {len(catalogue.facts)} facts")
+    for rule in catalogue.rules:
+        print(f"{rule.id} {rule.version} {rule.service}")
+    return 0
+
+
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(_args: argparse.Namespace) -> int:
         raise UsageError(f"'{name}' is not available in this build")
@@ -85,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(run=_serve)
 
@@ -94,13 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--service", dest="service_id")
     evaluate.add_argument("--as-of", dest="as_of")
     evaluate.add_argument("--format", choices=["text", "json"], default="text")
-    evaluate.set_defaults(run=_not_yet("evaluate"))
+    evaluate.set_defaults(run=_evaluate)
 
     rules = commands.add_parser("rules", help="the rule catalogue")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     check = rules_commands.add_parser("check", help="load and validate the rule catalogue")
     check.add_argument("directory", nargs="?", metavar="DIR")
-    check.set_defaults(run=_not_yet("rules check"))
+    check.set_defaults(run=_rules_check)
 
     db = commands.add_parser("db", help="the database")
     db_commands = db.add_subparsers(dest="db_command", required=True)
