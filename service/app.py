@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import httpx
 from fastapi import FastAPI
@@ -22,7 +23,7 @@ from service.engine.catalogue import load_catalogue
 from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
 from service.settings import Settings, settings_from_env
-from service.state import AppState
+from service.state import AppState, utc_now
 from service.store import Store
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -30,8 +31,11 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger("service.app")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the app. The catalogue is loaded here so a broken ``rules/`` fails at start."""
+def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """Build the app. The catalogue is loaded here so a broken ``rules/`` fails at start.
+
+    ``clock`` gives the time of each request (UTC, its date is the evaluation date); tests fix it.
+    """
     catalogue = load_catalogue(settings.rules_dir)
     key = settings.patient_key.get_secret_value().encode() if settings.patient_key else None
     hasher = PatientHasher(key or load_or_create_key(settings.patient_key_file))
@@ -66,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
                     max_page_bytes=settings.max_body_bytes,
                 ),
                 verifier=build_verifier(settings, trusted_clients, http=http, remember_jti=store.remember_jti),
+                clock=clock or utc_now,
             )
             await store.start()
             try:

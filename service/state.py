@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import httpx
@@ -16,7 +18,11 @@ from service.privacy import PatientHasher
 from service.settings import Settings
 from service.store import Store
 
-__all__ = ["AppState", "State"]
+__all__ = ["AppState", "State", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -29,6 +35,8 @@ class AppState:
     http: httpx.AsyncClient
     gatherer: Gatherer
     verifier: JwtVerifier | None = None  # None with CDS_AUTH=off
+    # The time of a request; its UTC date is the evaluation date ("today"). Tests fix it.
+    clock: Callable[[], datetime] = utc_now
 
 
 async def _state(request: Request) -> AppState:

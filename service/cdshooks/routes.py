@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -77,7 +77,7 @@ async def discovery(state: State) -> OrjsonResponse:
 async def call_service(service_id: str, request: Request, state: State) -> Response:
     """Run a service's rules over the patient's data and answer with cards."""
     started = time.perf_counter()
-    received_at = datetime.now(UTC)
+    received_at = state.clock()
     service = _service_or_404(state, service_id)
     settings = state.settings
     data = await read_json_body(request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
