@@ -1,0 +1,286 @@
+"""BMI, excess weight and recent weight gain from Observations (clinical-rules.md 1 and 1b)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from service.fhir import FactDefinitions
+from tests.fhir.builders import (
+    SNOMED,
+    TODAY,
+    bmi,
+    condition,
+    facts_of,
+    height,
+    load_fixture,
+    observation,
+    patient,
+    weight,
+)
+
+OBESITY = "162864005"
+
+
+def days_ago(days: int) -> str:
+    return (TODAY - timedelta(days=days)).isoformat()
+
+
+# --- BMI --------------------------------------------------------------------------------------
+
+
+def test_newest_measured_bmi(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, bmi(31.0, "2023-01-01"), bmi(27.9, "2024-02-23T12:01:49+00:00", resource_id="b2"))
+    fact = facts.facts["bmi"]
+    assert fact.holds and fact.values == {"bmi": 27.9, "source": "measured"}
+    (evidence,) = fact.evidence
+    assert evidence.reference == "Observation/b2" and evidence.value == "27.9 kg/m2" and evidence.date == date(2024, 2, 23)
+    assert evidence.label == "Body mass index (LOINC 39156-5)"  # no display: the concept's label
+    excess = facts.facts["excess_weight"]
+    assert excess.holds and excess.values == {"bmi": 27.9} and excess.evidence == fact.evidence
+
+
+@pytest.mark.parametrize(("age_days", "counts"), [(730, True), (731, False), (0, True), (-1, False)])
+def test_bmi_window_is_730_days_up_to_today(definitions: FactDefinitions, age_days: int, counts: bool) -> None:
+    facts = facts_of(definitions, bmi(27.0, days_ago(age_days)))
+    assert facts.holds("bmi") is counts
+    assert facts.holds("excess_weight") is counts
+
+
+def test_newest_bmi_decides_over_an_older_obesity_diagnosis(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, condition(OBESITY, onset="2000-11-19"), bmi(27.9, "2024-02-23"))
+    excess = facts.facts["excess_weight"]
+    assert excess.holds and excess.values == {"bmi": 27.9}
+    assert [e.resource_type for e in excess.evidence] == ["Observation"]
+
+
+def test_a_normal_bmi_decides_even_over_a_newer_obesity_diagnosis(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, bmi(24.0, "2024-01-01"), condition(OBESITY, onset="2024-06-01"))
+    assert facts.holds("bmi") and not facts.holds("excess_weight")
+
+
+def test_without_a_bmi_in_the_window_an_active_obesity_diagnosis_counts(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, bmi(30.5, "2018-09-17"), condition(OBESITY, onset="2018-09-17", resource_id="ob"))
+    assert not facts.holds("bmi")
+    excess = facts.facts["excess_weight"]
+    assert excess.holds and excess.values == {}
+    assert [e.reference for e in excess.evidence] == ["Condition/ob"]
+
+
+@pytest.mark.parametrize(
+    "diagnosis",
+    [
+        condition(OBESITY, clinical="resolved"),
+        condition(OBESITY, verification="refuted"),
+        condition(OBESITY, abatementDateTime="2020-01-01"),
+        condition("Z68.24", "http://hl7.org/fhir/sid/icd-10-cm"),
+    ],
+)
+def test_only_an_active_overweight_diagnosis_counts(definitions: FactDefinitions, diagnosis: dict[str, Any]) -> None:
+    assert not facts_of(definitions, diagnosis).holds("excess_weight")
+
+
+@pytest.mark.parametrize(("value", "excess"), [(25.0, True), (24.99, False), (25, True)])
+def test_excess_weight_threshold_is_25(definitions: FactDefinitions, value: float, excess: bool) -> None:
+    assert facts_of(definitions, bmi(value, "2024-01-01")).holds("excess_weight") is excess
+
+
+def test_computed_bmi_from_newest_weight_and_height(definitions: FactDefinitions) -> None:
+    facts = facts_of(
+        definitions,
+        weight(70, "2023-01-01"),
+        weight(80, "2024-05-01", resource_id="w"),
+        height(175, "2023-06-01", resource_id="h"),
+    )
+    fact = facts.facts["bmi"]
+    assert fact.holds and fact.values == {"bmi": 26.1, "source": "computed"}  # 80 / 1.75^2 = 26.12
+    assert [e.reference for e in fact.evidence] == ["Observation/w", "Observation/h"]
+    assert [e.value for e in fact.evidence] == ["80 kg", "175 cm"]
+    assert facts.facts["excess_weight"].values == {"bmi": 26.1}
+
+
+def test_computed_bmi_needs_both_within_730_days(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, weight(80, days_ago(10)), height(175, days_ago(731)), condition(OBESITY))
+    assert not facts.holds("bmi")
+    assert facts.facts["excess_weight"].evidence[0].resource_type == "Condition"  # the fallback
+
+
+def test_a_measured_bmi_comes_before_a_computed_one(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, bmi(24.0, "2023-01-01"), weight(100, "2024-06-01"), height(170, "2024-06-01"))
+    assert facts.facts["bmi"].values == {"bmi": 24.0, "source": "measured"}
+    assert not facts.holds("excess_weight")
+
+
+def test_pounds_and_inches_are_converted(definitions: FactDefinitions) -> None:
+    pounds = load_fixture("hl7-r4-examples/observation-example.json")  # 185 [lb_av], 2016-03-28
+    inches = load_fixture("hl7-r4-examples/observation-example-body-height.json")  # 66.9 [in_i], 1999-07-02
+    inches_2016 = {**inches, "id": "height-2016", "effectiveDateTime": "2016-03-28"}
+    example = patient("example", birth="1974-12-25")
+    facts = facts_of(definitions, example, pounds, inches_2016, patient_id="example", today=date(2017, 1, 1))
+    assert facts.skipped == ()
+    fact = facts.facts["bmi"]
+    # 185 lb = 83.91 kg; 66.9 in = 1.699 m; 83.91 / 1.699^2 = 29.06
+    assert fact.values == {"bmi": 29.1, "source": "computed"}
+    assert [e.value for e in fact.evidence] == ["185 lbs (83.9 kg)", "66.9 in (169.9 cm)"]
+    assert fact.evidence[0].label == "Body Weight (LOINC 29463-7)"
+    # The real height example alone is from 1999: outside the window on 2017-01-01.
+    assert not facts_of(definitions, example, pounds, inches, patient_id="example", today=date(2017, 1, 1)).holds("bmi")
+
+
+def test_grams_and_metres(definitions: FactDefinitions) -> None:
+    facts = facts_of(
+        definitions, observation("29463-7", 80000, "g", when="2024-05-01"), observation("8302-2", 1.6, "m", when="2024-05-01")
+    )
+    assert facts.facts["bmi"].values == {"bmi": 31.3, "source": "computed"}  # 80 / 1.6^2 = 31.25, half up
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        observation("29463-7", 120, None, when="2024-06-01", unit_text="lbs", resource_id="odd"),  # no UCUM code
+        {**observation("29463-7", 120, None, when="2024-06-01", resource_id="odd"), "valueQuantity": {"value": 120, "unit": "lbs"}},
+        observation("29463-7", 120, "[lb_us]", when="2024-06-01", resource_id="odd"),
+        observation("29463-7", 120, "cm", when="2024-06-01", resource_id="odd"),  # a length for a weight
+    ],
+)
+def test_a_weight_in_an_unknown_unit_is_ignored_not_guessed(definitions: FactDefinitions, odd: dict[str, Any]) -> None:
+    facts = facts_of(definitions, weight(80, "2024-05-01", resource_id="w"), odd, height(175, "2024-05-01"))
+    assert facts.facts["bmi"].values == {"bmi": 26.1, "source": "computed"}
+    assert facts.facts["bmi"].evidence[0].reference == "Observation/w"
+    assert len(facts.skipped) == 1 and facts.skipped[0].startswith("Observation/odd: ")
+
+
+def test_a_weight_without_unit_is_ignored(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, observation("29463-7", 80, None, when="2024-05-01"), height(175, "2024-05-01"))
+    assert not facts.holds("bmi")
+
+
+def test_a_bmi_not_in_kg_per_m2_is_ignored(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, observation("39156-5", 95, "%", when="2024-05-01"))
+    assert not facts.holds("bmi") and not facts.holds("excess_weight")
+
+
+@pytest.mark.parametrize(("status", "usable"), [("final", True), ("amended", True), ("corrected", True), ("preliminary", False), ("registered", False), ("cancelled", False), ("entered-in-error", False), ("unknown", False)])
+def test_only_final_amended_corrected_observations_are_usable(definitions: FactDefinitions, status: str, usable: bool) -> None:
+    assert facts_of(definitions, bmi(27.0, "2024-05-01", status=status)).holds("bmi") is usable
+
+
+def test_an_observation_without_a_value_is_not_usable(definitions: FactDefinitions) -> None:
+    absent = observation("39156-5", None, None, when="2024-05-01", dataAbsentReason={"text": "refused"})
+    facts = facts_of(definitions, bmi(26.0, "2023-05-01"), absent)
+    assert facts.facts["bmi"].values == {"bmi": 26.0, "source": "measured"}
+
+
+def test_same_instant_observations_use_the_lowest_value(definitions: FactDefinitions) -> None:
+    at = "2024-05-01T10:00:00+00:00"
+    facts = facts_of(definitions, bmi(26.0, at), bmi(24.5, at, resource_id="low"), bmi(27.0, "2024-05-01T09:00:00+00:00"))
+    assert facts.facts["bmi"].values["bmi"] == 24.5
+    assert facts.facts["bmi"].evidence[0].reference == "Observation/low"
+    assert not facts.holds("excess_weight")
+
+
+def test_two_weights_on_one_day_use_the_lowest(definitions: FactDefinitions) -> None:
+    dressed = load_fixture("au-core-test-data/Observation-bodyweight-3.json")  # 77.3 kg, 2022-02-10
+    undressed = load_fixture("au-core-test-data/Observation-bodyweight-3-clothing.json")  # 75.0 kg, same date
+    person = load_fixture("au-core-test-data/Patient-baratz-toni.json")
+    tall = height(175, "2022-02-10", subject="Patient/baratz-toni")
+    facts = facts_of(definitions, person, dressed, undressed, tall, patient_id="baratz-toni", today=date(2022, 3, 1))
+    assert facts.skipped == ()
+    fact = facts.facts["bmi"]
+    assert fact.values == {"bmi": 24.5, "source": "computed"}  # 75.0 / 1.75^2 = 24.49
+    assert fact.evidence[0].reference == "Observation/bodyweight-3-clothing"
+
+
+def test_the_hl7_bmi_example(definitions: FactDefinitions) -> None:
+    example = load_fixture("hl7-r4-examples/observation-example-bmi.json")  # 16.2 kg/m2
+    when = date.fromisoformat(example["effectiveDateTime"][:10])
+    facts = facts_of(definitions, patient("example"), example, patient_id="example", today=when + timedelta(days=30))
+    assert facts.facts["bmi"].values == {"bmi": 16.2, "source": "measured"}
+    assert not facts.holds("excess_weight")
+
+
+def test_an_invalid_newest_bmi_is_skipped_and_the_next_one_used(definitions: FactDefinitions) -> None:
+    broken = bmi(35.0, "2024-06-01", resource_id="broken", subject="Patient/p1")
+    broken["subject"] = "Patient/p1"  # a string where R4 has a Reference
+    facts = facts_of(definitions, broken, bmi(23.0, "2024-01-01"))
+    assert facts.facts["bmi"].values == {"bmi": 23.0, "source": "measured"}
+    assert len(facts.skipped) == 1 and facts.skipped[0].startswith("Observation/broken: not valid FHIR R4: subject")
+
+
+# --- weight gain ------------------------------------------------------------------------------
+
+
+def test_weight_gain_of_5_percent_holds(definitions: FactDefinitions) -> None:
+    facts = facts_of(
+        definitions,
+        weight(82, "2023-12-01"),
+        weight(80, "2023-09-01", resource_id="low"),
+        weight(84, "2024-06-01", resource_id="new"),
+    )
+    fact = facts.facts["recent_weight_gain"]
+    assert fact.holds
+    assert fact.values == {"gain_percent": 5.0, "newest_kg": 84.0, "lowest_kg": 80.0}
+    assert [e.reference for e in fact.evidence] == ["Observation/new", "Observation/low"]
+
+
+def test_weight_gain_under_5_percent_does_not_hold(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, weight(80, "2023-09-01"), weight(83.9, "2024-06-01"))
+    assert not facts.holds("recent_weight_gain")
+
+
+@pytest.mark.parametrize(("days_before", "holds"), [(365, True), (366, False)])
+def test_weight_gain_window_is_365_days_before_the_newest(definitions: FactDefinitions, days_before: int, holds: bool) -> None:
+    newest = date(2024, 6, 1)
+    earlier = (newest - timedelta(days=days_before)).isoformat()
+    facts = facts_of(definitions, weight(80, earlier), weight(90, "2023-12-01"), weight(88, newest.isoformat()))
+    # Against 80 kg (in the window) the gain is 10 %; against 90 kg alone there is none.
+    assert facts.holds("recent_weight_gain") is holds
+
+
+def test_weight_gain_compares_with_the_lowest_not_the_previous(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, weight(80, "2023-08-01"), weight(86, "2024-01-01"), weight(85, "2024-06-01"))
+    assert facts.facts["recent_weight_gain"].values["gain_percent"] == 6.3  # 85 / 80: 6.25 %, not 85 / 86
+
+
+def test_weight_gain_needs_an_earlier_weight(definitions: FactDefinitions) -> None:
+    assert not facts_of(definitions, weight(90, "2024-06-01")).holds("recent_weight_gain")
+
+
+def test_weights_at_the_newest_instant_are_not_before_it(definitions: FactDefinitions) -> None:
+    at = "2024-06-01T10:00:00+00:00"
+    facts = facts_of(definitions, weight(84, at), weight(80, at))  # the newest is the lowest: 80
+    assert not facts.holds("recent_weight_gain")
+
+
+def test_an_earlier_weight_the_same_day_counts(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, weight(80, "2024-06-01T08:00:00+00:00"), weight(84, "2024-06-01T18:00:00+00:00"))
+    assert facts.holds("recent_weight_gain")
+
+
+def test_weight_gain_across_units(definitions: FactDefinitions) -> None:
+    earlier = observation("29463-7", 176, "[lb_av]", when="2024-01-01", unit_text="lbs")  # 79.83 kg
+    facts = facts_of(definitions, earlier, weight(84, "2024-06-01"))
+    assert facts.facts["recent_weight_gain"].values == {"gain_percent": 5.2, "newest_kg": 84.0, "lowest_kg": 79.8}
+
+
+def test_weights_after_today_are_not_used(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, weight(80, "2024-05-01"), weight(90, "2024-06-16"))
+    assert not facts.holds("recent_weight_gain")
+
+
+def test_weight_gain_uses_the_other_weight_codes(definitions: FactDefinitions) -> None:
+    facts = facts_of(
+        definitions,
+        observation("3141-9", 80, "kg", when="2024-01-01"),
+        observation("8351-9", 84, "kg", when="2024-06-01"),
+        observation("8306-3", 175, "cm", when="2024-06-01"),
+    )
+    assert facts.holds("recent_weight_gain") and facts.holds("bmi")
+
+
+def test_a_weight_is_not_a_snomed_condition(definitions: FactDefinitions) -> None:
+    # A Condition coded like an observation concept does not feed measurements.
+    facts = facts_of(definitions, condition("27113001", SNOMED))
+    assert not facts.holds("bmi")
