@@ -10,11 +10,13 @@ filtered by code before anything is validated.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["CodeMatcher", "CodePattern", "CodeSystem", "Coding", "parse_pattern"]
 
+_NONE: frozenset[str] = frozenset()
+_CACHE_SIZE = 8192
 _RANGE_SEPARATOR = re.compile(r"\s*[–-]\s*")  # en dash as in clinical-rules.md; ASCII hyphen too
 _STEM_CODE = re.compile(r"[A-Z0-9][A-Z0-9.]*")
 
@@ -131,7 +133,7 @@ class _SystemIndex:
         for low, high, concept in self.code_ranges:
             if low <= code <= high:
                 found.add(concept)
-        return frozenset(found)
+        return frozenset(found) if found else _NONE
 
 
 class CodeMatcher:
@@ -147,26 +149,35 @@ class CodeMatcher:
             by_name[system.name] = index
         for concept, system_name, pattern in entries:
             by_name[system_name].add(concept, pattern)
+        # Real data repeats a few hundred codes thousands of times: remember the answers.
+        # Bounded, so a request full of distinct codes cannot grow it without limit.
+        self._cache: dict[tuple[str, str], frozenset[str]] = {}
 
     def concepts_of(self, system: object, code: object) -> frozenset[str]:
         """The concepts containing this system + code (empty when none or not strings)."""
         if not isinstance(system, str) or not isinstance(code, str):
-            return frozenset()
+            return _NONE
+        key = (system, code)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
         index = self._by_uri.get(system)
-        if index is None:
-            return frozenset()
-        return index.concepts(index.system.normalise(code))
+        found = _NONE if index is None else index.concepts(index.system.normalise(code))
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
 
     def codings(self, codeable: object) -> tuple[Coding, ...]:
         """The codings of a CodeableConcept (JSON) that belong to some concept, in order."""
-        if not isinstance(codeable, Mapping):
+        if not isinstance(codeable, dict):
             return ()
         codings = codeable.get("coding")
         if not isinstance(codings, list):
             return ()
         found: list[Coding] = []
         for coding in codings:
-            if not isinstance(coding, Mapping):
+            if not isinstance(coding, dict):
                 continue
             system, code = coding.get("system"), coding.get("code")
             concepts = self.concepts_of(system, code)
@@ -185,14 +196,14 @@ class CodeMatcher:
 
     def concepts_in(self, codeable: object) -> frozenset[str]:
         """Every concept any coding of a CodeableConcept (JSON) belongs to (the selection fast path)."""
-        if not isinstance(codeable, Mapping):
+        if not isinstance(codeable, dict):
             return frozenset()
         codings = codeable.get("coding")
         if not isinstance(codings, list):
             return frozenset()
         found: frozenset[str] = frozenset()
         for coding in codings:
-            if isinstance(coding, Mapping):
+            if isinstance(coding, dict):
                 concepts = self.concepts_of(coding.get("system"), coding.get("code"))
                 if concepts:
                     found = found | concepts if found else concepts

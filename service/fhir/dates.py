@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from service.fhir.units import UCUM_SYSTEM
+
 __all__ = ["When", "add_age", "birth_date", "first_day", "parse_when", "with_timezones"]
 
 _DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -118,7 +120,7 @@ def add_age(birth: date, age: dict[str, Any]) -> date | None:
         return None
     system = age.get("system")
     code = age.get("code")
-    if not isinstance(code, str) or (system is not None and system != "http://unitsofmeasure.org"):
+    if not isinstance(code, str) or (system is not None and system != UCUM_SYSTEM):
         return None
     try:
         amount = Decimal(str(value))

@@ -23,19 +23,26 @@ from service.fhir.units import known_unit
 
 __all__ = [
     "AfterClause",
+    "AfterParameters",
+    "AgeParameters",
     "AgeFactDefinition",
     "BmiFactDefinition",
+    "BmiParameters",
     "Concept",
     "ConditionAfterFactDefinition",
     "ConditionFactDefinition",
+    "ConditionStatus",
     "ExcessWeightFactDefinition",
+    "ExcessWeightParameters",
     "FactDefinition",
     "FactDefinitions",
     "FamilyHistoryFactDefinition",
     "ObservationDefinition",
     "RecentConditionFactDefinition",
+    "RecentParameters",
     "Statuses",
     "WeightGainFactDefinition",
+    "WeightGainParameters",
     "load_fact_definitions",
 ]
 
@@ -44,7 +51,7 @@ FACTS_FILE = "facts.yaml"
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 ConditionStatus = Literal["usable", "active"]
-Days = Annotated[int, Field(ge=0, le=36500)]
+_Days = Annotated[int, Field(ge=0, le=36500)]
 
 
 class _Strict(BaseModel):
@@ -113,7 +120,7 @@ class ConditionFactDefinition(_FactBase):
 
 
 class RecentParameters(_Strict):
-    recent_injury_days: Days
+    recent_injury_days: _Days
 
 
 class RecentConditionFactDefinition(_FactBase):
@@ -129,7 +136,7 @@ class AfterClause(_Strict):
 
 
 class AfterParameters(_Strict):
-    post_injury_window_days: Days
+    post_injury_window_days: _Days
 
 
 class ConditionAfterFactDefinition(_FactBase):
@@ -141,7 +148,7 @@ class ConditionAfterFactDefinition(_FactBase):
 
 
 class BmiParameters(_Strict):
-    bmi_window_days: Days
+    bmi_window_days: _Days
 
 
 class BmiFactDefinition(_FactBase):
@@ -166,7 +173,7 @@ class ExcessWeightFactDefinition(_FactBase):
 
 class WeightGainParameters(_Strict):
     weight_gain_percent: Decimal = Field(gt=0, le=1000)
-    weight_gain_window_days: Days
+    weight_gain_window_days: _Days
 
 
 class WeightGainFactDefinition(_FactBase):

@@ -19,9 +19,9 @@ from decimal import Decimal
 
 from service.fhir.records import Measurement
 
-__all__ = ["BmiResult", "WeightGain", "determine_bmi", "weight_gain"]
+__all__ = ["BmiResult", "WeightGain", "determine_bmi", "newest_within", "weight_gain"]
 
-Valid = Callable[[Measurement], bool]
+_Valid = Callable[[Measurement], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ def _newest_first(measurements: Iterable[Measurement]) -> list[Measurement]:
     return sorted(by_id, key=lambda m: (m.when.instant, -m.value), reverse=True)
 
 
-def _first_valid(candidates: Iterable[Measurement], valid: Valid) -> Measurement | None:
+def _first_valid(candidates: Iterable[Measurement], valid: _Valid) -> Measurement | None:
     for measurement in candidates:
         if valid(measurement):
             return measurement
@@ -52,7 +52,7 @@ def _first_valid(candidates: Iterable[Measurement], valid: Valid) -> Measurement
 
 
 def newest_within(
-    measurements: Sequence[Measurement], *, since: date, until: date, valid: Valid
+    measurements: Sequence[Measurement], *, since: date, until: date, valid: _Valid
 ) -> Measurement | None:
     """The newest valid measurement dated from ``since`` to ``until`` (inclusive)."""
     in_window = (m for m in measurements if since <= m.when.day <= until)
@@ -66,7 +66,7 @@ def determine_bmi(
     heights: Sequence[Measurement],
     today: date,
     window_days: int,
-    valid: Valid,
+    valid: _Valid,
 ) -> BmiResult | None:
     """The patient's BMI on ``today``, or None when none can be determined."""
     since = today - timedelta(days=window_days)
@@ -81,7 +81,7 @@ def determine_bmi(
 
 
 def weight_gain(
-    weights: Sequence[Measurement], *, today: date, window_days: int, valid: Valid
+    weights: Sequence[Measurement], *, today: date, window_days: int, valid: _Valid
 ) -> WeightGain | None:
     """The newest weight (on or before today) against the lowest of the window before it.
 

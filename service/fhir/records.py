@@ -25,13 +25,15 @@ __all__ = [
     "FamilyHistoryRecord",
     "Measurement",
     "PatientRecord",
+    "Unusable",
+    "pick_label",
     "read_condition",
     "read_family_history",
     "read_measurement",
     "read_patient",
 ]
 
-Resource = Mapping[str, Any]
+_Resource = Mapping[str, Any]
 
 # How a measured quantity is shown to a clinician (values are computed in kg, m, kg/m2).
 _SHOWN_IN = {"mass": ("kg", Decimal(1)), "length": ("cm", Decimal(100)), "body_mass_index": ("kg/m2", Decimal(1))}
@@ -87,7 +89,7 @@ class PatientRecord:
     deceased: bool
 
 
-def read_patient(resource: Resource) -> PatientRecord:
+def read_patient(resource: _Resource) -> PatientRecord:
     """Birth date and deceased. Absent or masked birth date (``_birthDate`` only) -> unknown."""
     birth_text = _string(resource.get("birthDate"))
     deceased_boolean = resource.get("deceasedBoolean")
@@ -117,7 +119,7 @@ class ConditionRecord:
 
 
 def read_condition(
-    resource: Resource,
+    resource: _Resource,
     *,
     matcher: CodeMatcher,
     concepts: Mapping[str, Concept],
@@ -138,7 +140,7 @@ def read_condition(
     )
 
 
-def _onset(resource: Resource, birth: date | None) -> date | None:
+def _onset(resource: _Resource, birth: date | None) -> date | None:
     """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date, else recordedDate."""
     onset = first_day(resource.get("onsetDateTime"))
     if onset is not None:
@@ -156,7 +158,7 @@ def _onset(resource: Resource, birth: date | None) -> date | None:
     return first_day(resource.get("recordedDate"))
 
 
-def _abated(resource: Resource, today: date) -> bool:
+def _abated(resource: _Resource, today: date) -> bool:
     """Any abatement[x]: a date on or before today, true, a string, an age, a started period.
 
     clinical-rules.md 1b: it makes a Condition not active whatever its clinicalStatus says.
@@ -195,7 +197,7 @@ class FamilyHistoryRecord:
 
 
 def read_family_history(
-    resource: Resource, *, matcher: CodeMatcher, concepts: Mapping[str, Concept], statuses: Statuses
+    resource: _Resource, *, matcher: CodeMatcher, concepts: Mapping[str, Concept], statuses: Statuses
 ) -> FamilyHistoryRecord | None:
     """None when its status excludes it (entered-in-error)."""
     status = resource.get("status")
@@ -242,7 +244,7 @@ def _relationship(codeable: object) -> str | None:
 class Measurement:
     """A usable Observation value in its canonical unit (kg, m, kg/m2)."""
 
-    resource: Resource  # validated only when a fact is about to rest on it
+    resource: _Resource  # validated only when a fact is about to rest on it
     resource_id: str | None
     observation: str  # the observation definition: "body_weight"
     when: When
@@ -261,7 +263,7 @@ class Unusable(str):
 
 
 def read_measurement(
-    resource: Resource,
+    resource: _Resource,
     *,
     name: str,
     definition: ObservationDefinition,
@@ -309,7 +311,7 @@ def read_measurement(
     )
 
 
-def _effective(resource: Resource) -> When | None:
+def _effective(resource: _Resource) -> When | None:
     """effectiveDateTime / effectiveInstant / effectivePeriod.start, else issued."""
     for key in ("effectiveDateTime", "effectiveInstant"):
         when = parse_when(resource.get(key))

@@ -16,7 +16,7 @@ from service.fhir.codes import CodeMatcher
 
 __all__ = ["Selection", "flatten", "select_resources"]
 
-Resource = dict[str, Any]
+_Resource = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +24,13 @@ class Selection:
     """The resources about the patient that a fact may read, not yet validated."""
 
     patient_id: str | None  # the patient asked about, or the one Patient found in the data
-    patient: Resource | None
-    conditions: tuple[Resource, ...]
-    observations: tuple[tuple[str, Resource], ...]  # (observation definition name, resource)
-    family_histories: tuple[Resource, ...]
+    patient: _Resource | None
+    conditions: tuple[_Resource, ...]
+    observations: tuple[tuple[str, _Resource], ...]  # (observation definition name, resource)
+    family_histories: tuple[_Resource, ...]
 
 
-def flatten(data: Iterable[object] | Mapping[str, Any]) -> tuple[list[Resource], dict[str, Resource]]:
+def flatten(data: Iterable[object] | Mapping[str, Any]) -> tuple[list[_Resource], dict[str, _Resource]]:
     """Every resource in ``data`` (Bundles unpacked, nested ones too) and the Bundle fullUrls.
 
     A resource seen twice (same type and id, e.g. in two prefetch keys) is kept once, the first
@@ -38,8 +38,8 @@ def flatten(data: Iterable[object] | Mapping[str, Any]) -> tuple[list[Resource],
     """
     items: list[object] = [data] if isinstance(data, Mapping) else list(data)
     stack = items[::-1]
-    resources: list[Resource] = []
-    full_urls: dict[str, Resource] = {}
+    resources: list[_Resource] = []
+    full_urls: dict[str, _Resource] = {}
     seen: set[tuple[str, str]] = set()
     while stack:
         item = stack.pop()
@@ -69,7 +69,7 @@ def flatten(data: Iterable[object] | Mapping[str, Any]) -> tuple[list[Resource],
     return resources, full_urls
 
 
-def _reference_target(reference: str, full_urls: Mapping[str, Resource]) -> tuple[str | None, str | None]:
+def _reference_target(reference: str, full_urls: Mapping[str, _Resource]) -> tuple[str | None, str | None]:
     """(resource type, id) a reference points at; None where it cannot be told."""
     resolved = full_urls.get(reference)
     if resolved is not None:
@@ -91,7 +91,7 @@ def _reference_target(reference: str, full_urls: Mapping[str, Resource]) -> tupl
     return None, None
 
 
-def _about(resource: Resource, field: str, patient_id: str | None, full_urls: Mapping[str, Resource]) -> bool:
+def _about(resource: _Resource, field: str, patient_id: str | None, full_urls: Mapping[str, _Resource]) -> bool:
     """False only when ``resource.<field>`` clearly points at someone other than the patient."""
     if patient_id is None:
         return True
@@ -107,7 +107,7 @@ def _about(resource: Resource, field: str, patient_id: str | None, full_urls: Ma
     return resource_id is None or resource_id == patient_id
 
 
-def _member_codes(resource: Resource) -> Iterable[object]:
+def _member_codes(resource: _Resource) -> Iterable[object]:
     conditions = resource.get("condition")
     if isinstance(conditions, list):
         for condition in conditions:
@@ -132,7 +132,7 @@ def select_resources(
     Without ``patient_id`` the first Patient in the data is the patient.
     """
     resources, full_urls = flatten(data)
-    patient: Resource | None = None
+    patient: _Resource | None = None
     for resource in resources:
         if resource.get("resourceType") == "Patient":
             resource_id = resource.get("id")
@@ -141,9 +141,9 @@ def select_resources(
                 if patient_id is None and isinstance(resource_id, str):
                     patient_id = resource_id
                 break
-    conditions: list[Resource] = []
-    observations: list[tuple[str, Resource]] = []
-    family_histories: list[Resource] = []
+    conditions: list[_Resource] = []
+    observations: list[tuple[str, _Resource]] = []
+    family_histories: list[_Resource] = []
     for resource in resources:
         resource_type = resource.get("resourceType")
         if resource_type == "Condition":
