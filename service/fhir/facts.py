@@ -118,17 +118,14 @@ def compute_facts(
         for resource in selection.conditions
         if validator.valid(resource)
     ]
-    family = [
-        family_record
-        for resource in selection.family_histories
-        if validator.valid(resource)
-        and (
-            family_record := read_family_history(
+    family: list[FamilyHistoryRecord] = []
+    for resource in selection.family_histories:
+        if validator.valid(resource):
+            member = read_family_history(
                 resource, matcher=matcher, concepts=definitions.concepts, statuses=definitions.statuses
             )
-        )
-        is not None
-    ]
+            if member is not None:  # None: entered-in-error
+                family.append(member)
     patient = _Patient(
         today=today,
         record=record,
