@@ -37,6 +37,15 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     errors: dict[str, int] = field(default_factory=dict)
+    # CPU seconds the server process used during the run (user + system), when measured: per
+    # request, it is the cost that other work on a shared machine does not inflate.
+    server_cpu_s: float | None = None
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        if self.server_cpu_s is None or self.requests == 0:
+            return None
+        return self.server_cpu_s * 1000 / self.requests
 
     @property
     def rps(self) -> float:

@@ -51,6 +51,14 @@ class Run:
         """Service throughput as a fraction of the baseline's."""
         return self.service.rps / self.baseline.rps if self.baseline.rps else 0.0
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Baseline CPU per request as a fraction of the service's: the ratio with the machine's noise taken out."""
+        service, baseline = self.service.cpu_ms_per_request, self.baseline.cpu_ms_per_request
+        if not service or baseline is None:
+            return None
+        return baseline / service
+
 
 def median_round(rounds: Sequence[Run]) -> Run:
     """The round with the median ratio (the lower middle one for an even count), keeping every ratio."""
@@ -76,13 +84,15 @@ class Target:
 
 def run_record(run: Run) -> dict[str, Any]:
     def side(result: LoadResult) -> dict[str, Any]:
-        return {**asdict(result), "rps": round(result.rps, 1)}
+        cpu = result.cpu_ms_per_request
+        return {**asdict(result), "rps": round(result.rps, 1), "cpu_ms_per_request": None if cpu is None else round(cpu, 3)}
 
     return {
         "workload": run.workload,
         "resources": run.resources,
         "concurrency": run.concurrency,
         "ratio": round(run.ratio, 3),
+        "cpu_ratio": None if run.cpu_ratio is None else round(run.cpu_ratio, 3),
         "round_ratios": list(run.round_ratios),
         "service": side(run.service),
         "baseline": side(run.baseline),
@@ -91,17 +101,24 @@ def run_record(run: Run) -> dict[str, Any]:
 
 def format_table(runs: Sequence[Run]) -> str:
     header = (
-        f"{'workload':<12} {'res':>6} {'c':>3} | {'svc req/s':>9} {'p50 ms':>8} {'p99 ms':>8} | "
-        f"{'base req/s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6}"
+        f"{'workload':<12} {'res':>6} {'c':>3} | {'svc req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>7} | "
+        f"{'base req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>7} | {'ratio':>6} {'cpu':>6}"
     )
     lines = [header, "-" * len(header)]
     for run in runs:
         s, b = run.service, run.baseline
         lines.append(
-            f"{run.workload:<12} {run.resources:>6} {run.concurrency:>3} | {s.rps:>9.1f} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} | "
-            f"{b.rps:>10.1f} {b.p50_ms:>8.2f} {b.p99_ms:>8.2f} | {run.ratio:>6.3f}"
+            f"{run.workload:<12} {run.resources:>6} {run.concurrency:>3} | {s.rps:>9.1f} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} "
+            f"{_cpu(s):>7} | {b.rps:>10.1f} {b.p50_ms:>8.2f} {b.p99_ms:>8.2f} {_cpu(b):>7} | {run.ratio:>6.3f} "
+            f"{'-' if run.cpu_ratio is None else format(run.cpu_ratio, '.3f'):>6}"
         )
+    lines.append("ratio: service req/s / baseline req/s; cpu: baseline CPU ms per request / service CPU ms per request")
     return "\n".join(lines)
+
+
+def _cpu(result: LoadResult) -> str:
+    cpu = result.cpu_ms_per_request
+    return "-" if cpu is None else f"{cpu:.3f}"
 
 
 def sweep_slopes(points: Sequence[tuple[int, float]]) -> list[float]:

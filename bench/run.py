@@ -17,6 +17,7 @@ died), 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shutil
@@ -40,6 +41,7 @@ from bench.servers import (
     REPO_ROOT,
     Server,
     ServerError,
+    cpu_seconds,
     peak_rss_mb,
     placement,
     start_baseline,
@@ -217,7 +219,7 @@ def _load(
                 run = report.Run(workload.name, workload.resources, concurrency, measured["service"], measured["baseline"])
                 print(
                     f"  {workload.name:<12} c={concurrency:<3} service {run.service.rps:8.1f} req/s p99 {run.service.p99_ms:7.2f} ms"
-                    f" | baseline {run.baseline.rps:8.1f} req/s | ratio {run.ratio:.3f}",
+                    f" | baseline {run.baseline.rps:8.1f} req/s | ratio {run.ratio:.3f} cpu ratio {run.cpu_ratio or 0:.3f}",
                     flush=True,
                 )
                 rounds.append(run)
@@ -230,7 +232,9 @@ def _load(
 def _measure(server: Server, body: Path, *, concurrency: int, duration: int, prefix: list[str], label: str) -> LoadResult:
     if server.process.poll() is not None:
         raise BenchError(f"{server.name} exited with {server.process.returncode} during the run")
+    cpu_before = cpu_seconds(server.pid)
     result = run_wrk(server.url(CALL_PATH), body, concurrency=concurrency, duration_s=duration, prefix=prefix)
+    result = dataclasses.replace(result, server_cpu_s=cpu_seconds(server.pid) - cpu_before)
     if result.error_count:
         raise BenchError(f"{server.name} on {label} c={concurrency}: wrk counted errors {result.errors}")
     if result.requests == 0:

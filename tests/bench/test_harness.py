@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -10,6 +12,7 @@ from starlette.testclient import TestClient
 from bench.baseline_app import app as baseline_app
 from bench.loadgen import LoadResult, WrkError, parse_wrk_output
 from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, median_round, sweep_slopes
+from bench.servers import cpu_seconds
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1234/cds-services/back-knee-risk-factors
   1 threads and 8 connections
@@ -79,3 +82,20 @@ def test_median_round_keeps_the_middle_ratio_and_all_ratios() -> None:
     chosen = median_round(rounds)
     assert chosen.ratio == pytest.approx(0.4)
     assert chosen.round_ratios == (0.3, 0.5, 0.4)
+
+
+def test_cpu_per_request_and_the_cpu_ratio() -> None:
+    service = LoadResult(requests=100, duration_s=1, mean_ms=1, p50_ms=1, p90_ms=1, p99_ms=1, max_ms=1, server_cpu_s=0.5)
+    baseline = LoadResult(requests=400, duration_s=1, mean_ms=1, p50_ms=1, p90_ms=1, p99_ms=1, max_ms=1, server_cpu_s=0.4)
+    run = Run("typical", 36, 1, service=service, baseline=baseline)
+    assert service.cpu_ms_per_request == pytest.approx(5.0)
+    assert run.cpu_ratio == pytest.approx(0.2)
+    assert Run("typical", 36, 1, service=_result(1), baseline=_result(1)).cpu_ratio is None
+
+
+def test_cpu_seconds_of_this_process_grow_with_work() -> None:
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) > before
