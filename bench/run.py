@@ -128,9 +128,10 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
         try:
             wait_live(service)
             wait_live(baseline)
-            checked = {w.name: _check(service, baseline, w) for w in workloads}
-            runs, rss_after_heavy = _load(args, workloads, bodies, service, baseline, load_prefix)
+            checked: dict[str, dict[str, Any]] = {}
+            runs, rss_after_heavy = _load(args, workloads, bodies, service, baseline, load_prefix, checked)
             rss_final = peak_rss_mb(service.pid)
+            rss_baseline = peak_rss_mb(baseline.pid)
         except (BenchError, WrkError) as exc:
             raise BenchError(f"{exc}\n--- service log (last lines) ---\n{service.log_tail()}") from None
         finally:
@@ -174,7 +175,7 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
             "loglog_slopes": [round(s, 3) for s in report.sweep_slopes(sweep_points)],
             "marginal_us_per_resource": [round(c, 2) for c in report.marginal_costs_us(sweep_points)],
         },
-        "rss_mb": {"after_heavy": rss_after_heavy, "after_all": round(rss_final, 1)},
+        "rss_mb": {"after_heavy": rss_after_heavy, "after_all": round(rss_final, 1), "baseline_after_all": round(rss_baseline, 1)},
         "audit": {"service_requests": served, "invocation_rows": audit_rows},
         "targets": [
             {"name": t.name, "value": t.value, "limit": t.limit, "met": t.met} for t in targets
@@ -196,10 +197,17 @@ def _load(
     service: Server,
     baseline: Server,
     load_prefix: list[str],
+    checked: dict[str, dict[str, Any]],
 ) -> tuple[list[report.Run], float | None]:
+    """Each workload in order: checked once, warmed up, then loaded; ``checked`` collects the checks.
+
+    A workload is first sent just before its own load, so the peak RSS read after ``heavy`` has
+    not yet seen the sweep's larger bodies.
+    """
     runs: list[report.Run] = []
     rss_after_heavy: float | None = None
     for workload in workloads:
+        checked[workload.name] = _check(service, baseline, workload)
         is_sweep = workload.name.startswith("sweep-")
         concurrencies = [args.sweep_concurrency] if is_sweep else args.concurrency
         duration = args.sweep_duration if is_sweep else args.duration
@@ -343,7 +351,11 @@ def _print_summary(
     sweep = results["sweep"]
     if sweep["loglog_slopes"]:
         print(f"\nsweep log-log slopes {sweep['loglog_slopes']}; marginal cost us/resource {sweep['marginal_us_per_resource']}")
-    print(f"service worker peak RSS: after heavy {results['rss_mb']['after_heavy']} MiB, after all {results['rss_mb']['after_all']} MiB")
+    rss = results["rss_mb"]
+    print(
+        f"service worker peak RSS: after heavy {rss['after_heavy']} MiB, after all {rss['after_all']} MiB"
+        f" (baseline after all: {rss['baseline_after_all']} MiB)"
+    )
     audit = results["audit"]
     print(f"audit: {audit['invocation_rows']} invocation rows for {audit['service_requests']} measured service requests")
     print("\ntargets (issue 6):")
