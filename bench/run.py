@@ -153,6 +153,7 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
             "wrk_on_cpus": load_cpus,
             "server_command_prefix": server_prefix,
             "python": platform.python_version(),
+            "uvicorn": _uvicorn_choices(),
             "commit": _git_commit(),
         },
         "settings": {
@@ -326,6 +327,17 @@ def _cpu_split(*, pin: bool) -> tuple[list[int], list[int]]:
     return [cpus[0]], [cpus[1]]
 
 
+def _uvicorn_choices() -> dict[str, str]:
+    """The event loop and HTTP parser uvicorn picks here ("auto"): uvloop and httptools when installed."""
+    from uvicorn.config import Config
+
+    config = Config(app="bench.baseline_app:app")
+    config.load()
+    factory = config.get_loop_factory()
+    loop = f"{factory.__module__}.{factory.__qualname__}" if factory else "asyncio"
+    return {"loop": loop, "http": config.http_protocol_class.__name__}
+
+
 def _git_commit() -> str | None:
     completed = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     return completed.stdout.strip() or None
@@ -343,7 +355,8 @@ def _print_summary(
 ) -> None:
     machine = results["machine"]
     print(f"\nback-knee-cds bench ({results['started']}, commit {machine['commit']}, {machine['cpus']} CPUs,"
-          f" load average {machine['load_average_before'][0]} -> {machine['load_average_after'][0]})")
+          f" load average {machine['load_average_before'][0]} -> {machine['load_average_after'][0]};"
+          f" uvicorn: {machine['uvicorn']['loop']}, {machine['uvicorn']['http']})")
     for workload, info in zip(workloads, results["workloads"]):
         print(f"  {workload.name}: {workload.description}; {len(workload.body) / 1024:.0f} KiB; {info['cards']} cards")
     print()
