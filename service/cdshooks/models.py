@@ -8,10 +8,11 @@ and are serialised with ``exclude_none`` because CDS Hooks forbids null and empt
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Action",
@@ -188,6 +189,10 @@ class OverrideReason(_Incoming):
     userComment: str | None = None
 
 
+# RFC 3339 date-time; without an offset it is read as UTC (tolerant reader).
+_RFC3339_DATE_TIME = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$"
+
+
 class FeedbackItem(_Incoming):
     # What ``_accepted_needs_suggestions`` checks, said in the JSON schema.
     model_config = ConfigDict(
@@ -201,7 +206,15 @@ class FeedbackItem(_Incoming):
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
-    outcomeTimestamp: datetime
+    outcomeTimestamp: datetime = Field(json_schema_extra={"pattern": _RFC3339_DATE_TIME})
+
+    @field_validator("outcomeTimestamp", mode="before")
+    @classmethod
+    def _rfc3339_string(cls, value: object) -> object:
+        # CDS Hooks: a string; pydantic alone would also take 0 or "1700000000" as a Unix time.
+        if not isinstance(value, str) or not re.match(_RFC3339_DATE_TIME, value):
+            raise ValueError("must be an RFC 3339 date-time string such as 2025-01-10T14:05:00Z")
+        return value
 
     @model_validator(mode="after")
     def _accepted_needs_suggestions(self) -> FeedbackItem:

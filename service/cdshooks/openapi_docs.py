@@ -235,11 +235,15 @@ def _describe_prefetch(document: dict[str, Any], prefetch_by_service: Mapping[st
         for key, template in prefetch_by_service[service_id].items():
             templates.setdefault(key, {}).setdefault(template, []).append(service_id)
     prefetch = document["components"]["schemas"]["HookRequest"]["properties"]["prefetch"]
+    # A declared key holds a FHIR resource (an object with resourceType) or null; anything else is a 400.
+    resource = {"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}
     for choice in prefetch["anyOf"]:
         if choice.get("type") == "object":
-            value = choice["additionalProperties"]
             choice["properties"] = {
-                key: {**value, "description": "; ".join(f"{template} ({', '.join(ids)})" for template, ids in by_template.items())}
+                key: {
+                    "anyOf": [resource, {"type": "null"}],
+                    "description": "; ".join(f"{template} ({', '.join(ids)})" for template, ids in by_template.items()),
+                }
                 for key, by_template in sorted(templates.items())
             }
             choice["required"] = sorted(templates)
