@@ -88,7 +88,10 @@ def make_engine(
 
 
 def _sqlite_engine(url: URL, *, connect_timeout_seconds: float, for_migrations: bool) -> Engine:
-    options: dict[str, object] = {"pool_pre_ping": True}
+    # No pre-ping: a pooled connection to a local file cannot go stale the way a network one
+    # does, and the ping was an extra query on every checkout (a third of a hook call's
+    # suppression lookup in ``python -m bench.run``).
+    options: dict[str, object] = {}
     if for_migrations:
         options["poolclass"] = NullPool
     else:
