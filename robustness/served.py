@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import orjson
 
 __all__ = ["Served", "serve", "free_port", "service_env", "upgrade_database", "REPO_ROOT", "VENV_BIN"]
 
@@ -36,10 +37,19 @@ class Served:
     env: Mapping[str, str]
 
     def server_errors(self) -> list[str]:
-        """Log lines that show an unhandled exception in the server (there must be none)."""
-        markers = ("Traceback (most recent call last)", "Exception in ASGI application", '"levelname": "ERROR"', '"level": "ERROR"')
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return [line for line in text.splitlines() if any(marker in line for marker in markers)]
+        """Log lines at level error or above, and tracebacks (a robust run has none)."""
+        found = []
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                entry = None
+            if isinstance(entry, dict):
+                if str(entry.get("level", "")).lower() in ("error", "critical") or "Traceback" in line:
+                    found.append(line)
+            elif "Traceback (most recent call last)" in line or "Exception in ASGI application" in line:
+                found.append(line)
+        return found
 
 
 def free_port() -> int:
