@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,26 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the Alembic head (migrated, not create_all), made once per run."""
+    from service.store import upgrade_database
+
+    path = tmp_path_factory.mktemp("schema") / "template.sqlite3"
+    upgrade_database(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> SettingsFactory:
-    """Settings for one test: a fresh SQLite file, auth off, unless overridden."""
+def make_settings(tmp_path: Path, migrated_sqlite_template: Path) -> SettingsFactory:
+    """Settings for one test: a fresh migrated SQLite file (a copy of the template), auth off, unless overridden."""
+    database = tmp_path / "cds.sqlite3"
 
     def build(**overrides: Any) -> Settings:
+        if "database_url" not in overrides and not database.exists():
+            shutil.copyfile(migrated_sqlite_template, database)
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+            "database_url": f"sqlite:///{database}",
             "auth": "off",
             "patient_key": "test-patient-key-0123456789abcdef",
             "log_format": "text",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["StoreUnavailable", "DatabaseUnreachable"]
+__all__ = ["StoreUnavailable", "DatabaseUnreachable", "MigrationError"]
 
 
 class StoreUnavailable(Exception):
@@ -14,3 +14,7 @@ class StoreUnavailable(Exception):
 
 class DatabaseUnreachable(StoreUnavailable):
     """No connection could be made (server down, wrong host, database missing, file not openable)."""
+
+
+class MigrationError(Exception):
+    """A migration script failed against a reachable database; its message says which and why."""

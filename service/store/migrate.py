@@ -31,7 +31,7 @@ from service.store.database import (
     reason_of,
     sqlite_file,
 )
-from service.store.errors import DatabaseUnreachable
+from service.store.errors import DatabaseUnreachable, MigrationError
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -140,21 +140,25 @@ def migration_lock(connection: sa.Connection) -> Iterator[None]:
 def upgrade_database(url: str, *, connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS) -> str:
     """Apply every migration up to head; safe when several processes call it at once.
 
-    Returns the revision the database is at. Raises ``DatabaseUnreachable`` when it cannot
-    connect; other errors (a failing migration) propagate with Alembic's message.
+    Returns the revision the database is at. Raises ``DatabaseUnreachable`` when the database
+    cannot be reached (a retry may work) and ``MigrationError`` when a migration fails.
     """
-    ensure_sqlite_directory(url)
+    shown = describe_url(url)
+    try:
+        ensure_sqlite_directory(url)
+    except OSError as exc:
+        raise DatabaseUnreachable(f"database {shown} unreachable: cannot create its directory: {exc}") from exc
     engine = make_engine(url, connect_timeout_seconds=connect_timeout_seconds, for_migrations=True)
     try:
-        try:
-            connection = engine.connect()
-        except sa.exc.SQLAlchemyError as exc:
-            raise DatabaseUnreachable(f"database {describe_url(url)} unreachable: {reason_of(exc)}") from exc
-        with connection, _ALEMBIC_RUN:
+        with engine.connect() as connection, _ALEMBIC_RUN:
             # env.py takes the cross-process migration lock on this connection.
             command.upgrade(alembic_config(connection=connection), "head")
             revision = MigrationContext.configure(connection).get_current_revision()
             connection.commit()
+    except sa.exc.SQLAlchemyError as exc:
+        if is_transient(exc):
+            raise DatabaseUnreachable(f"database {shown} unreachable: {reason_of(exc)}") from exc
+        raise MigrationError(f"migrating database {shown} failed: {reason_of(exc)}") from exc
     finally:
         engine.dispose()
     return revision or ""
@@ -173,7 +177,11 @@ def wait_for_database(
     For a database that starts alongside the service (a container stack). ``on_wait`` hears
     each new reason for waiting, once.
     """
-    ensure_sqlite_directory(url)
+    shown = describe_url(url)
+    try:
+        ensure_sqlite_directory(url)
+    except OSError as exc:
+        raise DatabaseUnreachable(f"database {shown} unreachable: cannot create its directory: {exc}") from exc
     engine = make_engine(url, connect_timeout_seconds=connect_timeout_seconds, for_migrations=True)
     deadline = time.monotonic() + timeout_seconds
     last_reason = None
@@ -185,13 +193,11 @@ def wait_for_database(
                 return
             except sa.exc.SQLAlchemyError as exc:
                 if not is_transient(exc):
-                    raise
+                    raise DatabaseUnreachable(f"database {shown} refused the connection: {reason_of(exc)}") from exc
                 reason = reason_of(exc)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DatabaseUnreachable(
-                    f"database {describe_url(url)} did not answer within {timeout_seconds:g} s: {reason}"
-                )
+                raise DatabaseUnreachable(f"database {shown} did not answer within {timeout_seconds:g} s: {reason}")
             if reason != last_reason and on_wait is not None:
                 on_wait(reason)
             last_reason = reason

@@ -9,16 +9,13 @@ exist yet and can be made to appear mid-test. PostgreSQL tests need ``CDS_TEST_D
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from service.store import upgrade_database
+from tests.store.helpers import AbsentDatabase, ScratchPostgres
 
 PG_ENV = "CDS_TEST_DATABASE_URL"
 
@@ -28,41 +25,6 @@ def _pg_admin_url() -> str:
     if not url:
         pytest.skip(f"{PG_ENV} is not set: PostgreSQL store tests skipped (CI sets it; see .ci/run)")
     return url
-
-
-@dataclass
-class ScratchPostgres:
-    """Creates and drops databases on the test server, each with a unique name."""
-
-    admin_url: str
-    created: list[str]
-
-    def url_for(self, name: str) -> str:
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
-
-    def new_name(self) -> str:
-        return f"bkc_store_{uuid.uuid4().hex[:12]}"
-
-    def execute(self, statement: str) -> None:
-        engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-        try:
-            with engine.connect() as connection:
-                connection.execute(sa.text(statement))
-        finally:
-            engine.dispose()
-
-    def create(self, name: str) -> str:
-        self.execute(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return self.url_for(name)
-
-    def terminate_connections(self, name: str) -> None:
-        """What a server restart does to the service's pooled connections."""
-        self.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-
-    def drop_all(self) -> None:
-        for name in self.created:
-            self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -92,14 +54,6 @@ def database_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -
 def migrated_url(database_url: str) -> str:
     upgrade_database(database_url)
     return database_url
-
-
-@dataclass
-class AbsentDatabase:
-    """A database the service cannot open yet; ``appear()`` makes it exist (empty)."""
-
-    url: str
-    appear: Callable[[], None]
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from service.store import upgrade_database
 from service.store.migrate import alembic_config, load_schema_info
 from service.store.tables import metadata
-from tests.store.conftest import ScratchPostgres
-from tests.store.helpers import rows
+from tests.store.helpers import ScratchPostgres, rows
 
 TABLES = {"invocation", "card_issued", "feedback", "suppression", "seen_jwt", "alembic_version"}
 

@@ -1,0 +1,249 @@
+"""The audit trail: every hook call and the cards it issued, written off the response path.
+
+``AuditQueue`` is a bounded FIFO filled by the route (``put`` returns at once); ``AuditWriter``
+drains it in batches, one transaction per batch. While the database is down records wait in
+the queue and are written when it returns. When the queue is full the *incoming* record is
+dropped and counted: a record once accepted is never discarded to make room, so what is
+queued is a complete stretch of history and the loss is a counted gap at its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from service.store.connection import Database
+from service.store.database import as_utc, clean_text, insert_or_skip, is_transient, reason_of
+from service.store.records import InvocationRecord
+from service.store.tables import CardIssued, Invocation
+
+__all__ = ["PendingCard", "AuditQueue", "AuditWriter", "write_invocations"]
+
+log = logging.getLogger("service.store")
+
+_INVOCATION = Invocation.__table__  # type: ignore[attr-defined]
+_CARD = CardIssued.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCard:
+    """What feedback needs about a card whose audit record is not written yet."""
+
+    rule_id: str
+    patient_hash: str
+
+
+class AuditQueue:
+    """Invocation records not yet written, oldest first, with an index of their cards.
+
+    Only the event loop touches it, so it needs no lock. ``capacity`` counts records in the
+    queue plus the batch being written.
+    """
+
+    def __init__(self, capacity: int, *, batch_size: int = 500, on_lost: Callable[[int], None] | None = None) -> None:
+        self.capacity = capacity
+        self._batch_size = max(1, batch_size)
+        self.lost = 0
+        self._on_lost = on_lost
+        self._waiting: deque[InvocationRecord] = deque()
+        self._in_flight: list[InvocationRecord] = []
+        self._cards: dict[str, tuple[PendingCard, InvocationRecord]] = {}
+        self._overflowing = False
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._in_flight)
+
+    def put(self, record: InvocationRecord) -> bool:
+        """Queue a record; False (and counted lost) when the queue is full."""
+        if len(self) >= self.capacity:
+            if not self._overflowing:
+                log.warning(
+                    "audit queue full: dropping new audit records until it drains",
+                    extra={"fields": {"capacity": self.capacity, "setting": "CDS_AUDIT_QUEUE_SIZE"}},
+                )
+                self._overflowing = True
+            self.count_lost(1)
+            return False
+        self._waiting.append(record)
+        for card in record.cards:
+            self._cards[card.uuid] = (PendingCard(rule_id=card.rule_id, patient_hash=record.patient_hash), record)
+        return True
+
+    def card(self, uuid: str) -> PendingCard | None:
+        entry = self._cards.get(uuid)
+        return entry[0] if entry else None
+
+    def batch(self) -> list[InvocationRecord]:
+        """The batch to write next: the unfinished one after a failure, so nothing is skipped."""
+        if not self._in_flight:
+            while self._waiting and len(self._in_flight) < self._batch_size:
+                self._in_flight.append(self._waiting.popleft())
+        return self._in_flight
+
+    def written(self, records: Sequence[InvocationRecord], *, lost: bool = False) -> None:
+        """Forget records that are stored (or given up on): their cards are in the database now."""
+        done = {id(record) for record in records}
+        self._in_flight = [record for record in self._in_flight if id(record) not in done]
+        for record in records:
+            for card in record.cards:
+                entry = self._cards.get(card.uuid)
+                if entry is not None and entry[1] is record:
+                    del self._cards[card.uuid]
+        if lost:
+            self.count_lost(len(records))
+        if self._overflowing and len(self) < self.capacity:
+            log.warning("audit queue accepting records again", extra={"fields": {"lost_total": self.lost}})
+            self._overflowing = False
+
+    def count_lost(self, count: int) -> None:
+        self.lost += count
+        if self._on_lost is not None:
+            self._on_lost(count)
+
+
+def write_invocations(engine: Engine, records: Sequence[InvocationRecord]) -> None:
+    """Insert invocations and their cards in one transaction (a card uuid already stored is kept)."""
+    with engine.begin() as connection:
+        ids = (
+            connection.execute(
+                sa.insert(_INVOCATION).returning(_INVOCATION.c.id, sort_by_parameter_order=True),
+                [_invocation_row(record) for record in records],
+            )
+            .scalars()
+            .all()
+        )
+        cards = [
+            {
+                "uuid": clean_text(card.uuid),
+                "invocation_id": invocation_id,
+                "rule_id": clean_text(card.rule_id),
+                "rule_version": clean_text(card.rule_version),
+                "indicator": clean_text(card.indicator),
+                "evidence": [clean_text(reference) for reference in card.evidence],
+                "suggestion_uuids": [clean_text(uuid) for uuid in card.suggestion_uuids],
+                "patient_hash": record.patient_hash,
+            }
+            for record, invocation_id in zip(records, ids, strict=True)
+            for card in record.cards
+        ]
+        if cards:
+            connection.execute(insert_or_skip(connection, _CARD, ["uuid"]), cards)
+
+
+def _invocation_row(record: InvocationRecord) -> dict[str, object]:
+    return {
+        "service_id": clean_text(record.service_id),
+        "hook": clean_text(record.hook),
+        "hook_instance": clean_text(record.hook_instance),
+        "patient_hash": record.patient_hash,
+        "status": record.status,
+        "duration_ms": record.duration_ms,
+        "catalogue_version": clean_text(record.catalogue_version),
+        "received_at": as_utc(record.received_at),
+        "skipped_resources": [clean_text(reference) for reference in record.skipped_resources],
+    }
+
+
+class AuditWriter:
+    """Drains an ``AuditQueue`` into the database in the background.
+
+    A transient failure (database down, schema not there yet) keeps the batch and waits for the
+    database; a failure about the data splits the batch into single records, and a record that
+    fails alone is logged and counted lost, so one bad record never blocks the trail.
+    """
+
+    def __init__(self, queue: AuditQueue, database: Database, *, retry_seconds: float) -> None:
+        self._queue = queue
+        self._database = database
+        self._retry_seconds = retry_seconds
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="store-audit-writer")
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the writer stopped, if it stopped before being closed (a bug: it fails readiness)."""
+        if self._task is None or not self._task.done() or self._task.cancelled():
+            return None
+        exc = self._task.exception()
+        return None if exc is None else f"audit writer stopped: {reason_of(exc)}"
+
+    async def close(self, *, timeout_seconds: float) -> None:
+        """Write what is queued, waiting at most ``timeout_seconds``; count the rest lost."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is None:
+            remaining = len(self._queue)
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_seconds)
+            except TimeoutError:
+                pass
+            except Exception:  # the writer died of a bug; its traceback was logged by _run
+                pass
+            if not self._task.done():
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+            remaining = len(self._queue)
+        if remaining:
+            log.error(
+                "audit records not written at shutdown",
+                extra={"fields": {"records": remaining, "reason": self._database.problem or "timed out"}},
+            )
+            self._queue.count_lost(remaining)
+
+    async def _run(self) -> None:
+        try:
+            await self._drain_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("audit writer stopped")
+            raise
+
+    async def _drain_forever(self) -> None:
+        one_by_one = False
+        while True:
+            batch = self._queue.batch()
+            if not batch:
+                if self._closing:
+                    return
+                one_by_one = False
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if not self._database.usable:
+                await self._database.wait_usable()
+                continue
+            part = batch[:1] if one_by_one else list(batch)
+            try:
+                await self._database.run(write_invocations, part)
+            except sa.exc.SQLAlchemyError as exc:
+                if is_transient(exc):
+                    await asyncio.sleep(self._retry_seconds)
+                elif len(part) > 1:
+                    one_by_one = True
+                else:
+                    log.error(
+                        "audit record could not be stored; dropped",
+                        extra={"fields": {"hookInstance": part[0].hook_instance[:64], "reason": reason_of(exc)}},
+                    )
+                    self._queue.written(part, lost=True)
+                continue
+            self._queue.written(part)

@@ -1,0 +1,119 @@
+"""Feedback items: stored once each, with the card they are about and any suppression they cause.
+
+interface.md decision 6: feedback about an unknown card is stored (``known_card`` false);
+the same item sent again is stored once. An item's identity is a hash of what it says
+(card, outcome, timestamp, reason, accepted suggestions, comment), kept unique by the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from service.store.audit import PendingCard
+from service.store.database import as_utc, clean_text, insert_or_skip
+from service.store.records import FeedbackOutcome, FeedbackRecord
+from service.store.suppressions import insert_suppression, suppression_window
+from service.store.tables import CardIssued, Feedback
+
+__all__ = ["feedback_identity", "store_feedback"]
+
+_FEEDBACK = Feedback.__table__  # type: ignore[attr-defined]
+_CARD = CardIssued.__table__  # type: ignore[attr-defined]
+_LOOKUP_CHUNK = 500  # card uuids per IN (...): well under every driver's parameter limit
+
+
+def feedback_identity(record: FeedbackRecord) -> str:
+    """SHA-256 of the item's content; the order of accepted suggestions does not matter."""
+    content = [
+        record.card_uuid,
+        record.outcome,
+        as_utc(record.outcome_timestamp).isoformat(timespec="microseconds"),
+        record.override_reason_system,
+        record.override_reason_code,
+        sorted(record.accepted_suggestions),
+        record.user_comment,
+    ]
+    return hashlib.sha256(orjson.dumps(content)).hexdigest()
+
+
+def store_feedback(
+    engine: Engine,
+    records: Sequence[FeedbackRecord],
+    *,
+    pending_cards: Mapping[str, PendingCard],
+    suppress_days: Mapping[str, int],
+    suppressing_reasons: Collection[str],
+    received_at: datetime,
+) -> list[FeedbackOutcome]:
+    """Store every item in one transaction; returns only once it is committed.
+
+    ``pending_cards``: cards whose audit record is still queued (feedback can outrun the writer).
+    """
+    outcomes: list[FeedbackOutcome] = []
+    with engine.begin() as connection:
+        cards = _cards(connection, {record.card_uuid for record in records})
+        cards.update({uuid: card for uuid, card in pending_cards.items() if uuid not in cards})
+        for record in records:
+            card = cards.get(record.card_uuid)
+            feedback_id = connection.execute(
+                insert_or_skip(connection, _FEEDBACK, ["identity"]).returning(_FEEDBACK.c.id),
+                _feedback_row(record, known_card=card is not None, received_at=received_at),
+            ).scalar_one_or_none()
+            suppressed_rule = None
+            if (
+                feedback_id is not None
+                and card is not None
+                and record.outcome == "overridden"
+                and record.override_reason_code in suppressing_reasons
+                and suppress_days.get(card.rule_id, 0) > 0
+            ):
+                window = suppression_window(record.outcome_timestamp, received_at, suppress_days[card.rule_id])
+                insert_suppression(
+                    connection, patient_hash=card.patient_hash, rule_id=card.rule_id, window=window, feedback_id=feedback_id
+                )
+                suppressed_rule = card.rule_id
+            outcomes.append(
+                FeedbackOutcome(
+                    card_uuid=record.card_uuid,
+                    known_card=card is not None,
+                    duplicate=feedback_id is None,
+                    suppressed_rule=suppressed_rule,
+                )
+            )
+    return outcomes
+
+
+def _cards(connection: sa.Connection, uuids: set[str]) -> dict[str, PendingCard]:
+    found: dict[str, PendingCard] = {}
+    ordered = sorted(uuids)
+    for start in range(0, len(ordered), _LOOKUP_CHUNK):
+        chunk = [clean_text(uuid) for uuid in ordered[start : start + _LOOKUP_CHUNK]]
+        query = sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash).where(_CARD.c.uuid.in_(chunk))
+        for uuid, rule_id, patient_hash in connection.execute(query):
+            found[uuid] = PendingCard(rule_id=rule_id, patient_hash=patient_hash)
+    return found
+
+
+def _feedback_row(record: FeedbackRecord, *, known_card: bool, received_at: datetime) -> dict[str, object]:
+    def optional(value: str | None) -> str | None:
+        return None if value is None else clean_text(value)
+
+    return {
+        "identity": feedback_identity(record),
+        "card_uuid": clean_text(record.card_uuid),
+        "service_id": clean_text(record.service_id),
+        "outcome": clean_text(record.outcome),
+        "accepted_suggestions": [clean_text(suggestion) for suggestion in record.accepted_suggestions],
+        "override_reason_code": optional(record.override_reason_code),
+        "override_reason_system": optional(record.override_reason_system),
+        "user_comment": optional(record.user_comment),
+        "outcome_timestamp": as_utc(record.outcome_timestamp),
+        "known_card": known_card,
+        "received_at": as_utc(received_at),
+    }

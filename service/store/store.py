@@ -1,0 +1,229 @@
+"""``Store``: what the service asks of its database, none of it blocking the event loop.
+
+The hook path never waits for the database and never fails because of it: audit records are
+queued, suppressions read as "none" and JWT ids are remembered in memory while it is down.
+Feedback is the exception by design: it is acknowledged only once committed, and
+``StoreUnavailable`` (503, the EHR retries) is raised when it cannot be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+
+from service.store.audit import AuditQueue, AuditWriter, PendingCard
+from service.store.connection import Database
+from service.store.database import DEFAULT_CONNECT_TIMEOUT_SECONDS, is_transient, reason_of
+from service.store.errors import StoreUnavailable
+from service.store.feedback import store_feedback
+from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord
+from service.store.replay import MemoryJtis, flush_to_database, prune_expired, remember_in_database
+from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, active_suppressions
+
+__all__ = ["Store"]
+
+log = logging.getLogger("service.store")
+
+_PRUNE_EVERY_SECONDS = 600.0
+
+
+class Store:
+    """Persistence for one app: invocations, cards, feedback, suppressions, seen JWT ids.
+
+    Build it in the lifespan, ``await start()``, ``await close()`` at shutdown. ``on_audit_lost``
+    hears how many audit records were dropped (queue full, unstorable, or unwritten at shutdown).
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        queue_size: int = 10_000,
+        retry_seconds: float = 1.0,
+        migrate_on_start: bool = False,
+        on_audit_lost: Callable[[int], None] | None = None,
+        batch_size: int = 500,
+        close_timeout_seconds: float = 5.0,
+        connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.database_url = database_url
+        self._retry_seconds = retry_seconds
+        self._close_timeout_seconds = close_timeout_seconds
+        self._database = Database(
+            database_url,
+            retry_seconds=retry_seconds,
+            migrate_on_start=migrate_on_start,
+            connect_timeout_seconds=connect_timeout_seconds,
+        )
+        self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
+        self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds)
+        self._jtis = MemoryJtis()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._warned_suppressions = False
+
+    async def start(self) -> None:
+        """Begin connecting in the background; never blocks start-up on the database."""
+        self._database.start()
+        self._writer.start()
+        if self._maintenance is None:
+            self._maintenance = asyncio.create_task(self._maintain(), name="store-maintenance")
+
+    async def close(self) -> None:
+        """Flush queued audit records (bounded wait) and close connections."""
+        await self._writer.close(timeout_seconds=self._close_timeout_seconds)
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            try:
+                await self._maintenance
+            except asyncio.CancelledError:
+                pass
+        await self._flush_jtis()
+        await self._database.close()
+
+    async def check_ready(self) -> str | None:
+        """None when the database answers at this build's schema, else the reason it does not."""
+        failure = self._writer.failure
+        if failure is not None:
+            return failure
+        return await self._database.probe()
+
+    @property
+    def audit_backlog(self) -> int:
+        """Audit records waiting to be written."""
+        return len(self._queue)
+
+    @property
+    def audit_lost(self) -> int:
+        """Audit records dropped since start."""
+        return self._queue.lost
+
+    def record_invocation(self, record: InvocationRecord) -> None:
+        """Queue an invocation record; returns at once (dropped and counted when the queue is full)."""
+        if self._queue.put(record):
+            self._writer.wake()
+
+    async def save_feedback(
+        self,
+        records: Sequence[FeedbackRecord],
+        *,
+        suppress_days: Mapping[str, int],
+        suppressing_reasons: Collection[str] = DEFAULT_SUPPRESSING_REASONS,
+        received_at: datetime | None = None,
+    ) -> list[FeedbackOutcome]:
+        """Store every item in one transaction; returns once committed, else raises ``StoreUnavailable``.
+
+        ``received_at`` (default now) is stored with each item and bounds when a suppression
+        may start. Tried even while the database is thought down: it may be back before the next probe.
+        """
+        pending: dict[str, PendingCard] = {}
+        for record in records:
+            card = self._queue.card(record.card_uuid)
+            if card is not None:
+                pending[record.card_uuid] = card
+        try:
+            return await self._database.run(
+                _store_feedback,
+                records,
+                pending,
+                suppress_days,
+                frozenset(suppressing_reasons),
+                received_at or datetime.now(UTC),
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            if not is_transient(exc):
+                log.error("feedback could not be stored", extra={"fields": {"reason": reason_of(exc)}})
+            raise StoreUnavailable(f"feedback not stored: {reason_of(exc)}") from exc
+
+    async def suppressed_rules(self, patient_hash: str, on: date) -> frozenset[str]:
+        """Rule ids suppressed for this patient on ``on``; none (logged) while the database is down."""
+        if self._database.known_down:
+            self._warn_suppressions_unknown(self._database.problem or "database not ready")
+            return frozenset()
+        try:
+            rules = await self._database.run(active_suppressions, patient_hash, on)
+        except sa.exc.SQLAlchemyError as exc:
+            self._warn_suppressions_unknown(reason_of(exc))
+            return frozenset()
+        self._warned_suppressions = False
+        return rules
+
+    async def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """True the first time (issuer, jti) is seen; False for a replay.
+
+        While the database is down the id is remembered in this process only (see ``replay``).
+        """
+        if (issuer, jti) in self._jtis:
+            return False
+        if not self._database.known_down:
+            try:
+                return await self._database.run(remember_in_database, issuer, jti, expires_at)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning(
+                    "JWT id check falls back to memory", extra={"fields": {"reason": reason_of(exc)}}
+                )
+        return self._jtis.remember(issuer, jti, expires_at)
+
+    async def prune_expired_jtis(self, now: datetime | None = None) -> int:
+        """Delete seen JWT ids that expired before ``now``; returns how many."""
+        try:
+            return await self._database.run(prune_expired, now or datetime.now(UTC))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"expired JWT ids not pruned: {reason_of(exc)}") from exc
+
+    async def _flush_jtis(self) -> None:
+        """Write JWT ids remembered in memory while the database was down, if it answers now."""
+        if len(self._jtis) and not self._database.known_down:
+            entries = self._jtis.snapshot()
+            try:
+                await self._database.run(flush_to_database, entries)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("JWT ids seen during the outage not written yet", extra={"fields": {"reason": reason_of(exc)}})
+                return
+            self._jtis.forget(entries)
+
+    def _warn_suppressions_unknown(self, reason: str) -> None:
+        if not self._warned_suppressions:
+            log.warning(
+                "suppressions unknown while the database is unavailable; cards are not suppressed",
+                extra={"fields": {"reason": reason}},
+            )
+            self._warned_suppressions = True
+
+    async def _maintain(self) -> None:
+        """Write JWT ids remembered during an outage; prune expired ones now and then."""
+        last_prune = float("-inf")
+        while True:
+            await self._database.wait_usable()
+            try:
+                await self._flush_jtis()
+                if time.monotonic() - last_prune >= _PRUNE_EVERY_SECONDS:
+                    pruned = await self.prune_expired_jtis()
+                    last_prune = time.monotonic()
+                    if pruned:
+                        log.info("expired JWT ids pruned", extra={"fields": {"rows": pruned}})
+            except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
+                log.warning("store maintenance failed; will retry", extra={"fields": {"reason": reason_of(exc)}})
+            await asyncio.sleep(max(self._retry_seconds, 1.0))
+
+
+def _store_feedback(
+    engine: sa.Engine,
+    records: Sequence[FeedbackRecord],
+    pending: Mapping[str, PendingCard],
+    suppress_days: Mapping[str, int],
+    suppressing_reasons: frozenset[str],
+    received_at: datetime,
+) -> list[FeedbackOutcome]:
+    return store_feedback(
+        engine,
+        records,
+        pending_cards=pending,
+        suppress_days=suppress_days,
+        suppressing_reasons=suppressing_reasons,
+        received_at=received_at,
+    )

@@ -1,0 +1,61 @@
+"""Suppressions: a rule silenced for one patient after a suppressing override.
+
+clinical-rules.md section 3: feedback ``overridden`` with ``already-addressed`` or
+``patient-declined`` silences that rule for that patient for the rule's ``suppress_days``;
+stored in the database, so it survives restarts.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from service.store.database import as_utc
+from service.store.tables import Suppression
+
+__all__ = ["DEFAULT_SUPPRESSING_REASONS", "suppression_window", "insert_suppression", "active_suppressions"]
+
+# interface.md decision 7; the catalogue may pass its own list (rules/catalogue.yaml).
+DEFAULT_SUPPRESSING_REASONS = frozenset({"already-addressed", "patient-declined"})
+
+_SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
+
+
+def suppression_window(outcome_timestamp: datetime, received_at: datetime, days: int) -> tuple[date, date]:
+    """``(starts_on, ends_before)``: the rule is silent on ``days`` dates from the outcome date (UTC).
+
+    An outcome timestamp later than the day the feedback arrived counts from the arrival
+    date, so a client's clock (or a typo) cannot stretch a suppression into the future.
+    """
+    starts_on = min(as_utc(outcome_timestamp).date(), as_utc(received_at).date())
+    try:
+        ends_before = starts_on + timedelta(days=days)
+    except OverflowError:
+        ends_before = date.max
+    return starts_on, ends_before
+
+
+def insert_suppression(
+    connection: sa.Connection, *, patient_hash: str, rule_id: str, window: tuple[date, date], feedback_id: int
+) -> None:
+    starts_on, ends_before = window
+    connection.execute(
+        sa.insert(_SUPPRESSION).values(
+            patient_hash=patient_hash, rule_id=rule_id, starts_on=starts_on, ends_before=ends_before, feedback_id=feedback_id
+        )
+    )
+
+
+def active_suppressions(engine: Engine, patient_hash: str, on: date) -> frozenset[str]:
+    """Rule ids silenced for this patient on ``on``."""
+    query = (
+        sa.select(_SUPPRESSION.c.rule_id)
+        .where(_SUPPRESSION.c.patient_hash == patient_hash)
+        .where(_SUPPRESSION.c.ends_before > on)
+        .where(_SUPPRESSION.c.starts_on <= on)
+        .distinct()
+    )
+    with engine.connect() as connection:
+        return frozenset(connection.execute(query).scalars())

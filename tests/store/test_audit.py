@@ -1,0 +1,186 @@
+"""The audit trail: queued at once, written in the background, kept through an outage, counted when lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.store import Store, upgrade_database
+from tests.store.helpers import AbsentDatabase, ScratchPostgres, card, eventually, invocation, rows
+
+
+async def test_invocation_and_its_cards_are_written_in_the_background(migrated_url: str) -> None:
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    first, second = card("weight-management"), card("knee-arthritis-care")
+    try:
+        store.record_invocation(
+            invocation(hook_instance="hi-1", cards=(first, second), skipped=("Observation/bad-1",))
+        )
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    [stored] = rows(migrated_url, "SELECT * FROM invocation")
+    assert stored.hook_instance == "hi-1"
+    assert stored.service_id == "back-knee-risk-factors"
+    assert stored.hook == "patient-view"
+    assert stored.patient_hash == "p" * 64
+    assert (stored.status, stored.duration_ms, stored.catalogue_version) == (200, 12.5, "1.0.0")
+    assert str(stored.received_at).startswith("2026-03-01 12:00:00")
+    cards = rows(migrated_url, "SELECT * FROM card_issued ORDER BY rule_id")
+    assert [(c.uuid, c.rule_id, c.rule_version, c.indicator, c.invocation_id) for c in cards] == [
+        (second.uuid, "knee-arthritis-care", "1.2.0", "info", stored.id),
+        (first.uuid, "weight-management", "1.2.0", "info", stored.id),
+    ]
+    assert all(c.patient_hash == "p" * 64 for c in cards)
+    raw = rows(migrated_url, "SELECT skipped_resources, evidence, suggestion_uuids FROM invocation, card_issued WHERE card_issued.uuid = :u", u=first.uuid)
+    assert "Observation/bad-1" in str(raw[0][0])
+    assert "Condition/knee-oa" in str(raw[0][1]) and first.suggestion_uuids[0] in str(raw[0][2])
+
+
+async def test_many_records_are_written_in_batches(migrated_url: str) -> None:
+    store = Store(migrated_url, retry_seconds=0.05, batch_size=100)
+    await store.start()
+    try:
+        for index in range(1_050):
+            store.record_invocation(invocation(hook_instance=f"hi-{index}", cards=(card(),)))
+        await eventually(lambda: store.audit_backlog == 0, timeout=60)
+    finally:
+        await store.close()
+    assert rows(migrated_url, "SELECT count(*) FROM invocation") == [(1_050,)]
+    assert rows(migrated_url, "SELECT count(*) FROM card_issued") == [(1_050,)]
+    assert store.audit_lost == 0
+
+
+async def test_records_wait_while_the_database_is_down_and_are_written_when_it_returns(
+    absent_database: AbsentDatabase,
+) -> None:
+    store = Store(absent_database.url, retry_seconds=0.05, connect_timeout_seconds=2)
+    await store.start()
+    try:
+        for index in range(3):
+            store.record_invocation(invocation(hook_instance=f"hi-{index}", cards=(card(),)))
+        reason = await store.check_ready()
+        assert reason is not None and reason.startswith("database unreachable")
+        assert store.audit_backlog == 3
+        absent_database.appear()
+        upgrade_database(absent_database.url)
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    written = rows(absent_database.url, "SELECT hook_instance FROM invocation ORDER BY id")
+    assert [row.hook_instance for row in written] == ["hi-0", "hi-1", "hi-2"]
+    assert store.audit_lost == 0
+
+
+async def test_a_full_queue_drops_new_records_and_counts_them(absent_database: AbsentDatabase) -> None:
+    lost: list[int] = []
+    store = Store(absent_database.url, queue_size=3, retry_seconds=0.05, on_audit_lost=lost.append, connect_timeout_seconds=2)
+    await store.start()
+    try:
+        for index in range(5):
+            store.record_invocation(invocation(hook_instance=f"hi-{index}"))
+        assert sum(lost) == 2
+        assert store.audit_lost == 2
+        assert store.audit_backlog == 3
+        absent_database.appear()
+        upgrade_database(absent_database.url)
+        await eventually(lambda: store.audit_backlog == 0)
+        # Room again: new records are accepted.
+        store.record_invocation(invocation(hook_instance="hi-after"))
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    written = rows(absent_database.url, "SELECT hook_instance FROM invocation ORDER BY id")
+    assert [row.hook_instance for row in written] == ["hi-0", "hi-1", "hi-2", "hi-after"]
+    assert sum(lost) == 2
+
+
+async def test_close_writes_what_is_queued(migrated_url: str) -> None:
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    for index in range(20):
+        store.record_invocation(invocation(hook_instance=f"hi-{index}"))
+    await store.close()
+    assert rows(migrated_url, "SELECT count(*) FROM invocation") == [(20,)]
+
+
+async def test_close_with_the_database_down_counts_unwritten_records_lost(absent_database: AbsentDatabase) -> None:
+    lost: list[int] = []
+    store = Store(absent_database.url, retry_seconds=0.05, close_timeout_seconds=0.2, on_audit_lost=lost.append, connect_timeout_seconds=2)
+    await store.start()
+    store.record_invocation(invocation())
+    store.record_invocation(invocation())
+    await store.close()
+    assert sum(lost) == 2 and store.audit_lost == 2
+
+
+async def test_a_card_uuid_seen_twice_is_stored_once_and_both_calls_are_kept(migrated_url: str) -> None:
+    repeated = card(uuid_="00000000-0000-4000-8000-000000000001")
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        store.record_invocation(invocation(hook_instance="a", cards=(repeated,)))
+        store.record_invocation(invocation(hook_instance="b", cards=(repeated,)))
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    assert rows(migrated_url, "SELECT count(*) FROM invocation") == [(2,)]
+    assert rows(migrated_url, "SELECT count(*) FROM card_issued") == [(1,)]
+    assert store.audit_lost == 0
+
+
+async def test_text_postgresql_cannot_hold_is_stored_readably(migrated_url: str) -> None:
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        store.record_invocation(invocation(hook_instance="nul\x00here \ud800", skipped=("Condition/\x00",)))
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    assert rows(migrated_url, "SELECT hook_instance FROM invocation") == [("nul\ufffdhere ?",)]
+    assert store.audit_lost == 0
+
+
+async def test_a_record_the_database_refuses_is_dropped_alone(scratch_postgres: ScratchPostgres) -> None:
+    """PostgreSQL refuses a status beyond its integer range: that record is lost and counted, its batch is not."""
+    url = scratch_postgres.create(scratch_postgres.new_name())
+    upgrade_database(url)
+    lost: list[int] = []
+    store = Store(url, retry_seconds=0.05, on_audit_lost=lost.append)
+    store.record_invocation(invocation(hook_instance="before"))
+    store.record_invocation(invocation(hook_instance="bad", status=2**40))
+    store.record_invocation(invocation(hook_instance="after"))
+    await store.start()  # all three go in the first batch
+    try:
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    assert [row.hook_instance for row in rows(url, "SELECT hook_instance FROM invocation ORDER BY id")] == ["before", "after"]
+    assert sum(lost) == 1
+
+
+async def test_start_returns_at_once_without_a_database() -> None:
+    """Start-up in any order: nothing listens on port 1 of loopback."""
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:1/none", retry_seconds=0.05, close_timeout_seconds=0.2)
+    await store.start()
+    store.record_invocation(invocation())
+    reason = await store.check_ready()
+    assert reason is not None and reason.startswith("database unreachable")
+    await store.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_the_writer_recovers_after_postgresql_drops_its_connections(
+    migrated_url: str, scratch_postgres: ScratchPostgres
+) -> None:
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        store.record_invocation(invocation(hook_instance="before"))
+        await eventually(lambda: store.audit_backlog == 0)
+        scratch_postgres.terminate_connections(migrated_url.rsplit("/", 1)[1])
+        store.record_invocation(invocation(hook_instance="after"))
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    assert [row.hook_instance for row in rows(migrated_url, "SELECT hook_instance FROM invocation ORDER BY id")] == ["before", "after"]

@@ -1,0 +1,268 @@
+"""Feedback: stored once committed, once per item, for known and unknown cards; suppressions it causes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from service.store import FeedbackRecord, Store, StoreUnavailable, upgrade_database
+from tests.store.helpers import AbsentDatabase, ScratchPostgres, card, eventually, invocation, rows
+
+PATIENT = "a" * 64
+OTHER_PATIENT = "b" * 64
+OVERRIDDEN_AT = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
+SUPPRESS_DAYS = {"weight-management": 90, "sciatica-guidance": 30}
+
+
+def overridden(card_uuid: str, reason: str = "already-addressed", **changes: object) -> FeedbackRecord:
+    values: dict[str, object] = {
+        "service_id": "back-knee-care-guidance",
+        "card_uuid": card_uuid,
+        "outcome": "overridden",
+        "outcome_timestamp": OVERRIDDEN_AT,
+        "override_reason_code": reason,
+        "override_reason_system": "urn:back-knee-cds:override-reason",
+        "user_comment": "discussed at the last visit",
+    }
+    values.update(changes)
+    return FeedbackRecord(**values)  # type: ignore[arg-type]
+
+
+def accepted(card_uuid: str, *suggestions: str) -> FeedbackRecord:
+    return FeedbackRecord(
+        service_id="back-knee-care-guidance",
+        card_uuid=card_uuid,
+        outcome="accepted",
+        outcome_timestamp=OVERRIDDEN_AT,
+        accepted_suggestions=suggestions,
+    )
+
+
+@pytest.fixture
+async def store(migrated_url: str) -> AsyncIterator[Store]:
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def issued(store: Store, rule_id: str = "weight-management", patient_hash: str = PATIENT) -> str:
+    """A card the service issued, written to the database."""
+    issued_card = card(rule_id)
+    store.record_invocation(invocation(patient_hash=patient_hash, cards=(issued_card,)))
+    await eventually(lambda: store.audit_backlog == 0)
+    return issued_card.uuid
+
+
+async def test_feedback_on_a_known_card_is_stored_with_every_field(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    [outcome] = await store.save_feedback([accepted(uuid, "s-2", "s-1")], suppress_days=SUPPRESS_DAYS)
+    assert (outcome.card_uuid, outcome.known_card, outcome.duplicate, outcome.suppressed_rule) == (uuid, True, False, None)
+    [row] = rows(migrated_url, "SELECT * FROM feedback")
+    assert (row.card_uuid, row.service_id, row.outcome, row.known_card) == (uuid, "back-knee-care-guidance", "accepted", True)
+    assert "s-2" in str(row.accepted_suggestions) and "s-1" in str(row.accepted_suggestions)
+    assert row.override_reason_code is None and row.user_comment is None
+    assert str(row.outcome_timestamp).startswith("2026-03-10 15:30:00")
+
+
+async def test_overridden_fields_are_stored(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    await store.save_feedback([overridden(uuid, "not-relevant")], suppress_days=SUPPRESS_DAYS)
+    [row] = rows(migrated_url, "SELECT * FROM feedback")
+    assert (row.override_reason_code, row.override_reason_system, row.user_comment) == (
+        "not-relevant",
+        "urn:back-knee-cds:override-reason",
+        "discussed at the last visit",
+    )
+
+
+async def test_the_same_item_sent_again_is_stored_once(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    item = overridden(uuid)
+    first = await store.save_feedback([item], suppress_days=SUPPRESS_DAYS)
+    again = await store.save_feedback([item, item], suppress_days=SUPPRESS_DAYS)
+    assert [o.duplicate for o in first] == [False]
+    assert [o.duplicate for o in again] == [True, True]
+    assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(1,)]
+    assert rows(migrated_url, "SELECT count(*) FROM suppression") == [(1,)]
+
+
+async def test_a_repeat_within_one_request_is_stored_once(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    outcomes = await store.save_feedback([accepted(uuid, "s-1"), accepted(uuid, "s-1")], suppress_days=SUPPRESS_DAYS)
+    assert [o.duplicate for o in outcomes] == [False, True]
+    assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(1,)]
+
+
+async def test_suggestion_order_does_not_make_a_new_item(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    await store.save_feedback([accepted(uuid, "s-1", "s-2")], suppress_days=SUPPRESS_DAYS)
+    [outcome] = await store.save_feedback([accepted(uuid, "s-2", "s-1")], suppress_days=SUPPRESS_DAYS)
+    assert outcome.duplicate
+
+
+async def test_items_that_differ_are_each_stored(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    items = [
+        overridden(uuid),
+        overridden(uuid, user_comment="another comment"),
+        overridden(uuid, outcome_timestamp=OVERRIDDEN_AT + timedelta(seconds=1)),
+        overridden(uuid, "patient-declined"),
+        accepted(uuid, "s-1"),
+    ]
+    outcomes = await store.save_feedback(items, suppress_days=SUPPRESS_DAYS)
+    assert not any(o.duplicate for o in outcomes)
+    assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(5,)]
+
+
+async def test_the_same_instant_in_another_offset_is_the_same_item(store: Store) -> None:
+    uuid = await issued(store)
+    await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    shifted = OVERRIDDEN_AT.astimezone(timezone(timedelta(hours=-5)))
+    [outcome] = await store.save_feedback([overridden(uuid, outcome_timestamp=shifted)], suppress_days=SUPPRESS_DAYS)
+    assert outcome.duplicate
+
+
+async def test_feedback_on_an_unknown_card_is_stored_and_flagged(store: Store, migrated_url: str) -> None:
+    [outcome] = await store.save_feedback([overridden("no-such-card")], suppress_days=SUPPRESS_DAYS)
+    assert (outcome.known_card, outcome.duplicate, outcome.suppressed_rule) == (False, False, None)
+    assert rows(migrated_url, "SELECT card_uuid, known_card FROM feedback") == [("no-such-card", False)]
+    assert rows(migrated_url, "SELECT count(*) FROM suppression") == [(0,)]
+
+
+async def test_feedback_finds_a_card_whose_audit_record_is_still_queued(migrated_url: str) -> None:
+    """Feedback can outrun the audit writer: the card is looked up in the queue too."""
+    store = Store(migrated_url, retry_seconds=0.05)  # not started: its writer has not run yet
+    queued = card("weight-management")
+    store.record_invocation(invocation(patient_hash=PATIENT, cards=(queued,)))
+    try:
+        [outcome] = await store.save_feedback([overridden(queued.uuid)], suppress_days=SUPPRESS_DAYS)
+        assert outcome.known_card and outcome.suppressed_rule == "weight-management"
+        await store.start()
+        await eventually(lambda: store.audit_backlog == 0)
+        assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == {"weight-management"}
+    finally:
+        await store.close()
+    assert rows(migrated_url, "SELECT count(*) FROM card_issued WHERE uuid = :u", u=queued.uuid) == [(1,)]
+
+
+@pytest.mark.parametrize("reason", ["already-addressed", "patient-declined"])
+async def test_a_suppressing_override_silences_the_rule_for_that_patient_for_its_days(store: Store, reason: str) -> None:
+    uuid = await issued(store, "weight-management")
+    [outcome] = await store.save_feedback([overridden(uuid, reason)], suppress_days=SUPPRESS_DAYS)
+    assert outcome.suppressed_rule == "weight-management"
+    day = OVERRIDDEN_AT.date()
+    assert await store.suppressed_rules(PATIENT, day) == {"weight-management"}
+    assert await store.suppressed_rules(PATIENT, day + timedelta(days=89)) == {"weight-management"}
+    assert await store.suppressed_rules(PATIENT, day + timedelta(days=90)) == frozenset()
+    assert await store.suppressed_rules(PATIENT, day - timedelta(days=1)) == frozenset()
+    assert await store.suppressed_rules(OTHER_PATIENT, day) == frozenset()
+
+
+async def test_suppress_days_is_per_rule(store: Store) -> None:
+    uuid = await issued(store, "sciatica-guidance")
+    await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    day = OVERRIDDEN_AT.date()
+    assert await store.suppressed_rules(PATIENT, day + timedelta(days=29)) == {"sciatica-guidance"}
+    assert await store.suppressed_rules(PATIENT, day + timedelta(days=30)) == frozenset()
+
+
+@pytest.mark.parametrize("reason", ["not-relevant", "data-incorrect", None])
+async def test_other_reasons_are_stored_but_suppress_nothing(store: Store, migrated_url: str, reason: str | None) -> None:
+    uuid = await issued(store)
+    [outcome] = await store.save_feedback([overridden(uuid, reason)], suppress_days=SUPPRESS_DAYS)  # type: ignore[arg-type]
+    assert outcome.suppressed_rule is None and not outcome.duplicate
+    assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
+    assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(1,)]
+
+
+async def test_accepting_a_suggestion_suppresses_nothing(store: Store) -> None:
+    uuid = await issued(store)
+    await store.save_feedback([accepted(uuid, "s-1")], suppress_days=SUPPRESS_DAYS)
+    assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
+
+
+async def test_the_suppressing_reasons_can_come_from_the_catalogue(store: Store) -> None:
+    uuid = await issued(store)
+    [outcome] = await store.save_feedback(
+        [overridden(uuid, "not-relevant")], suppress_days=SUPPRESS_DAYS, suppressing_reasons={"not-relevant"}
+    )
+    assert outcome.suppressed_rule == "weight-management"
+
+
+async def test_a_rule_without_suppress_days_is_not_suppressed(store: Store) -> None:
+    uuid = await issued(store, "knee-arthritis-care")
+    [outcome] = await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    assert outcome.suppressed_rule is None
+    assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
+
+
+async def test_a_future_outcome_timestamp_counts_from_the_day_received(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    far = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    await store.save_feedback([overridden(uuid, outcome_timestamp=far)], suppress_days=SUPPRESS_DAYS)
+    [(starts_on, ends_before)] = rows(migrated_url, "SELECT starts_on, ends_before FROM suppression")
+    today = datetime.now(UTC).date()
+    assert str(starts_on) == str(today)
+    assert str(ends_before) == str(today + timedelta(days=90))
+
+
+async def test_suppressions_survive_a_restart(migrated_url: str) -> None:
+    first = Store(migrated_url, retry_seconds=0.05)
+    await first.start()
+    try:
+        uuid = await issued(first)
+        await first.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    finally:
+        await first.close()
+    second = Store(migrated_url, retry_seconds=0.05)
+    await second.start()
+    try:
+        assert await second.check_ready() is None
+        assert await second.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == {"weight-management"}
+    finally:
+        await second.close()
+
+
+async def test_with_the_database_down_feedback_raises_and_suppressions_read_as_none(
+    absent_database: AbsentDatabase,
+) -> None:
+    store = Store(absent_database.url, retry_seconds=0.05, connect_timeout_seconds=2, close_timeout_seconds=0.2)
+    await store.start()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.save_feedback([overridden("card-1")], suppress_days=SUPPRESS_DAYS)
+        assert await store.suppressed_rules(PATIENT, date(2026, 3, 10)) == frozenset()
+        absent_database.appear()
+        upgrade_database(absent_database.url)
+        [outcome] = await store.save_feedback([overridden("card-1")], suppress_days=SUPPRESS_DAYS)
+        assert not outcome.duplicate
+    finally:
+        await store.close()
+    assert rows(absent_database.url, "SELECT count(*) FROM feedback") == [(1,)]
+
+
+async def test_feedback_is_refused_while_migrations_are_missing(database_url: str) -> None:
+    store = Store(database_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.save_feedback([overridden("card-1")], suppress_days=SUPPRESS_DAYS)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_feedback_is_stored_after_postgresql_dropped_every_connection(
+    store: Store, migrated_url: str, scratch_postgres: ScratchPostgres
+) -> None:
+    """A database restart: pooled connections die; the next feedback still succeeds (pre-ping)."""
+    uuid = await issued(store)
+    scratch_postgres.terminate_connections(migrated_url.rsplit("/", 1)[1])
+    [outcome] = await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    assert outcome.known_card and not outcome.duplicate
+    assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == {"weight-management"}

@@ -1,0 +1,115 @@
+"""Seen JWT ids: a second use is a replay, across restarts and replicas, and through a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.store import Store, upgrade_database
+from tests.store.helpers import AbsentDatabase, eventually, rows
+
+ISSUER = "https://ehr.example/client"
+EXPIRES = datetime.now(UTC) + timedelta(minutes=5)
+
+
+@pytest.fixture
+async def store(migrated_url: str) -> AsyncIterator[Store]:
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    assert await store.check_ready() is None
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_first_use_is_accepted_and_a_second_refused(store: Store, migrated_url: str) -> None:
+    assert await store.remember_jti(ISSUER, "jti-1", EXPIRES) is True
+    assert await store.remember_jti(ISSUER, "jti-1", EXPIRES) is False
+    assert await store.remember_jti("https://other.example", "jti-1", EXPIRES) is True
+    assert await store.remember_jti(ISSUER, "jti-2", EXPIRES) is True
+    assert rows(migrated_url, "SELECT count(*) FROM seen_jwt") == [(3,)]
+
+
+async def test_a_replay_is_refused_after_a_restart(migrated_url: str) -> None:
+    first = Store(migrated_url, retry_seconds=0.05)
+    await first.start()
+    assert await first.check_ready() is None
+    assert await first.remember_jti(ISSUER, "jti-restart", EXPIRES) is True
+    await first.close()
+    second = Store(migrated_url, retry_seconds=0.05)
+    await second.start()
+    try:
+        assert await second.check_ready() is None
+        assert await second.remember_jti(ISSUER, "jti-restart", EXPIRES) is False
+        assert await second.remember_jti(ISSUER, "jti-new", EXPIRES) is True
+    finally:
+        await second.close()
+
+
+async def test_two_replicas_racing_on_one_id_accept_it_once(migrated_url: str) -> None:
+    replicas = [Store(migrated_url, retry_seconds=0.05) for _ in range(2)]
+    for replica in replicas:
+        await replica.start()
+        assert await replica.check_ready() is None
+    try:
+        for index in range(20):
+            answers = await asyncio.gather(
+                *(replica.remember_jti(ISSUER, f"race-{index}", EXPIRES) for replica in replicas for _ in range(3))
+            )
+            assert sorted(answers) == [False] * 5 + [True]
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_a_very_long_id_is_still_recognised(store: Store, migrated_url: str) -> None:
+    long_jti = "x" * 10_000
+    assert await store.remember_jti(ISSUER, long_jti, EXPIRES) is True
+    assert await store.remember_jti(ISSUER, long_jti, EXPIRES) is False
+    assert await store.remember_jti(ISSUER, long_jti + "y", EXPIRES) is True
+    [(stored,)] = rows(migrated_url, "SELECT jti FROM seen_jwt WHERE jti LIKE 'sha256:%' ORDER BY id LIMIT 1")
+    assert len(stored) == len("sha256:") + 64
+
+
+async def test_expired_ids_are_pruned_and_live_ones_kept(store: Store, migrated_url: str) -> None:
+    now = datetime.now(UTC)
+    await store.remember_jti(ISSUER, "expires-soon", now + timedelta(minutes=1))
+    await store.remember_jti(ISSUER, "expires-later", now + timedelta(minutes=10))
+    assert await store.prune_expired_jtis(now + timedelta(minutes=5)) == 1
+    assert rows(migrated_url, "SELECT jti FROM seen_jwt") == [("expires-later",)]
+
+
+async def test_expired_ids_are_pruned_in_the_background(migrated_url: str) -> None:
+    store = Store(migrated_url, retry_seconds=0.05)
+    assert await store.remember_jti(ISSUER, "expired", datetime.now(UTC) - timedelta(minutes=1)) is True
+    await store.start()
+    try:
+        await eventually(lambda: rows(migrated_url, "SELECT count(*) FROM seen_jwt") == [(0,)])
+    finally:
+        await store.close()
+
+
+async def test_with_the_database_down_ids_are_remembered_in_memory_then_written(absent_database: AbsentDatabase) -> None:
+    store = Store(absent_database.url, retry_seconds=0.05, connect_timeout_seconds=2, close_timeout_seconds=0.2)
+    await store.start()
+    try:
+        assert await store.check_ready() is not None
+        assert await store.remember_jti(ISSUER, "during-outage", EXPIRES) is True
+        assert await store.remember_jti(ISSUER, "during-outage", EXPIRES) is False
+        absent_database.appear()
+        upgrade_database(absent_database.url)
+        await eventually(lambda: bool(rows(absent_database.url, "SELECT 1 FROM seen_jwt WHERE jti = 'during-outage'")))
+        assert await store.remember_jti(ISSUER, "during-outage", EXPIRES) is False
+    finally:
+        await store.close()
+    restarted = Store(absent_database.url, retry_seconds=0.05)
+    await restarted.start()
+    try:
+        assert await restarted.check_ready() is None
+        assert await restarted.remember_jti(ISSUER, "during-outage", EXPIRES) is False
+    finally:
+        await restarted.close()
