@@ -47,12 +47,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         log_security_posture(settings, trusted_clients)
         # One HTTP client for the whole process; redirects are never followed (no hop to another host).
         async with httpx.AsyncClient(follow_redirects=False, timeout=settings.fhir_timeout_seconds) as http:
+            metrics = Metrics()
             store = Store(
                 settings.database_url,
                 queue_size=settings.audit_queue_size,
                 retry_seconds=settings.database_retry_seconds,
+                migrate_on_start=settings.migrate_on_start,
+                on_audit_lost=metrics.audit_lost.inc,
             )
-            metrics = Metrics()
             app.state.cds = AppState(
                 settings=settings,
                 catalogue=catalogue,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -146,11 +146,29 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_args: argparse.Namespace) -> int:
-        raise UsageError(f"'{name}' is not available in this build")
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from service.store import DatabaseUnreachable, MigrationError, describe_url, upgrade_database, wait_for_database
 
-    return run
+    settings = _settings()
+    shown = describe_url(settings.database_url)
+
+    def waiting(reason: str) -> None:
+        print(f"waiting up to {args.wait:g} s for database {shown}: {reason}", file=sys.stderr)
+
+    try:
+        wait_for_database(
+            settings.database_url,
+            timeout_seconds=args.wait,
+            retry_seconds=settings.database_retry_seconds,
+            on_wait=waiting,
+        )
+        revision = upgrade_database(settings.database_url)
+    except DatabaseUnreachable as exc:
+        raise UsageError(f"{exc} (check CDS_DATABASE_URL, or that the database server is running)") from None
+    except (MigrationError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"database {shown} is at revision {revision}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="the database")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="apply migrations to CDS_DATABASE_URL")
-    upgrade.set_defaults(run=_not_yet("db upgrade"))
+    upgrade.add_argument(
+        "--wait", type=float, default=30.0, metavar="SECONDS", help="how long to wait for the database to answer (default 30)"
+    )
+    upgrade.set_defaults(run=_db_upgrade)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--out", default="openapi/openapi.json")

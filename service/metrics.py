@@ -26,7 +26,7 @@ class Metrics:
             "cds_fhir_fetches_total", "FHIR server fetches by outcome (ok, error, timeout)", ["outcome"], registry=self.registry
         )
         self.audit_lost = Counter(
-            "cds_audit_records_lost_total", "Audit records dropped because the write queue was full", registry=self.registry
+            "cds_audit_records_lost_total", "Audit records dropped: write queue full, refused by the database, or unwritten at shutdown", registry=self.registry
         )
         self.auth_failures = Counter(
             "cds_auth_failures_total", "Requests refused with 401, by failed check", ["check"], registry=self.registry

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     jwks_cache_seconds: int = Field(default=300, ge=0)
     audit_queue_size: int = Field(default=10_000, ge=1)
     database_retry_seconds: float = Field(default=1.0, gt=0)
+    # Apply Alembic migrations once the database answers (the container sets it; `make run` runs `db upgrade`).
+    migrate_on_start: bool = False
 
     @field_validator("fhir_server_allowlist", "cors_origins", mode="before")
     @classmethod

@@ -146,7 +146,12 @@ async def feedback(service_id: str, request: Request, state: State) -> Response:
     feedback_request = validate_body(FeedbackRequest, data)
     records = [_feedback_record(service_id, item) for item in feedback_request.feedback]
     try:
-        outcomes = await state.store.save_feedback(records, suppress_days=state.catalogue.suppress_days)
+        outcomes = await state.store.save_feedback(
+            records,
+            suppress_days=state.catalogue.suppress_days,
+            suppressing_reasons=state.catalogue.suppressing_reasons,
+            received_at=state.clock(),
+        )
     except StoreUnavailable as exc:
         log.warning("feedback not stored", extra={"fields": {"service": service_id, "reason": str(exc)}})
         raise StoreUnavailableError("feedback could not be stored; retry later") from None
