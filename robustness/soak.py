@@ -8,7 +8,9 @@ card's own non-suppressing override reasons, or ``accepted`` with its first sugg
 
 Then the server is stopped (which flushes its audit queue) and the database is read directly:
 every feedback item the server acknowledged with 200 must be in the ``feedback`` table, and every
-answered hook call in ``invocation`` with its cards in ``card_issued``. Prints errors (must be 0),
+answered hook call in ``invocation`` with its cards in ``card_issued``. A 503 on feedback is
+retried (as the contract asks of clients); ``--kill-db-sessions`` (PostgreSQL) ends the service's
+database sessions three times during the run. Prints errors (must be 0),
 latency percentiles (p50, p95, p99, max) per kind, and the database check; exits 1 on any error,
 any missing row or a server traceback. Bounded in count (rate x seconds) and time.
 """
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +45,7 @@ __all__ = ["main"]
 # calls keep producing cards to give feedback on.
 _SUPPRESSING = frozenset({"already-addressed", "patient-declined"})
 _DRAIN_SECONDS = 30.0
+_FEEDBACK_ATTEMPTS = 10
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Tally:
     feedback_acknowledged: set[str] = field(default_factory=set)
     feedback_sent: set[str] = field(default_factory=set)
     skipped_ticks: int = 0
+    feedback_retries: int = 0
 
 
 async def _hook(client: httpx.AsyncClient, tally: Tally, *, service_id: str, patient: PatientData) -> None:
@@ -88,24 +93,42 @@ def _feedback_item(card: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 
 async def _feedback(client: httpx.AsyncClient, tally: Tally, *, card: dict[str, Any], rng: random.Random) -> None:
+    """Send one feedback item; a 503 is retried as an EHR would (interface.md: 503 so the client retries)."""
     item = _feedback_item(card, rng)
     tally.feedback_sent.add(card["uuid"])
-    started = time.perf_counter()
-    try:
-        response = await client.post(f"/cds-services/{card['_service']}/feedback", json={"feedback": [item]})
-    except httpx.HTTPError as exc:
-        tally.errors.append(f"feedback {card['uuid']}: {type(exc).__name__}: {exc}")
-        return
-    tally.latencies["feedback"].append(time.perf_counter() - started)
-    tally.statuses[("feedback", str(response.status_code))] += 1
-    if response.status_code != 200:
-        tally.errors.append(f"feedback {card['uuid']}: {response.status_code} {response.text[:200]}")
-        return
-    tally.feedback_acknowledged.add(card["uuid"])
+    for attempt in range(_FEEDBACK_ATTEMPTS):
+        started = time.perf_counter()
+        try:
+            response = await client.post(f"/cds-services/{card['_service']}/feedback", json={"feedback": [item]})
+        except httpx.HTTPError as exc:
+            tally.errors.append(f"feedback {card['uuid']}: {type(exc).__name__}: {exc}")
+            return
+        tally.latencies["feedback"].append(time.perf_counter() - started)
+        tally.statuses[("feedback", str(response.status_code))] += 1
+        if response.status_code == 200:
+            tally.feedback_acknowledged.add(card["uuid"])
+            return
+        if response.status_code != 503:
+            break
+        tally.feedback_retries += 1
+        await asyncio.sleep(0.2 * (attempt + 1))
+    tally.errors.append(f"feedback {card['uuid']}: {response.status_code} {response.text[:200]}")
 
 
-async def drive(base_url: str, *, seconds: float, rate: float, feedback_every: int, max_in_flight: int, seed: int) -> Tally:
-    """The open-loop traffic: one request per tick, never more than ``rate * seconds`` in all."""
+async def drive(
+    base_url: str,
+    *,
+    seconds: float,
+    rate: float,
+    feedback_every: int,
+    max_in_flight: int,
+    seed: int,
+    disrupt: Callable[[], str] | None = None,
+) -> Tally:
+    """The open-loop traffic: one request per tick, never more than ``rate * seconds`` in all.
+
+    ``disrupt`` runs at a quarter, half and three quarters of the run (in a thread, so the ticks go on).
+    """
     patients = load_patients(shift_to=date.today() - timedelta(days=30))
     rng = random.Random(seed)
     calls = itertools.cycle([(service, patient) for patient in patients for service in SERVICES])
@@ -115,7 +138,11 @@ async def drive(base_url: str, *, seconds: float, rate: float, feedback_every: i
         tasks: set[asyncio.Task[None]] = set()
         total = int(rate * seconds)
         start = time.perf_counter()
+        disruptions: list[asyncio.Future[str]] = []
+        disrupt_at = {total // 4, total // 2, 3 * total // 4} if disrupt is not None else set()
         for tick in range(total):
+            if tick in disrupt_at and disrupt is not None:
+                disruptions.append(asyncio.get_running_loop().run_in_executor(None, disrupt))
             delay = start + tick / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -131,6 +158,8 @@ async def drive(base_url: str, *, seconds: float, rate: float, feedback_every: i
             task = asyncio.create_task(coroutine)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+        for number, disruption in enumerate(disruptions, start=1):
+            print(f"soak: disruption {number} of {len(disruptions)}: {await disruption}")
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=_DRAIN_SECONDS)
             for task in pending:
@@ -139,6 +168,22 @@ async def drive(base_url: str, *, seconds: float, rate: float, feedback_every: i
     if tally.skipped_ticks:
         tally.errors.append(f"{tally.skipped_ticks} ticks skipped: {max_in_flight} requests were in flight")
     return tally
+
+
+def kill_sessions(database_url: str) -> str:
+    """End every other session on the service's database: what a PostgreSQL restart does to it."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            killed = connection.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return f"pg_terminate_backend ended {killed} sessions of the service"
 
 
 def check_database(database_url: str, tally: Tally) -> list[str]:
@@ -182,7 +227,10 @@ def report(tally: Tally, *, elapsed: float) -> None:
         print(f"  {kind:9} {len(values):5} answered: {_percentiles(values)}")
     everything = tally.latencies["hook"] + tally.latencies["feedback"]
     print(f"  all       {len(everything):5} answered: {_percentiles(everything)}")
-    print(f"  cards returned {len(tally.cards_returned)}; feedback sent {len(tally.feedback_sent)}, acknowledged {len(tally.feedback_acknowledged)}")
+    print(
+        f"  cards returned {len(tally.cards_returned)}; feedback sent {len(tally.feedback_sent)}, "
+        f"acknowledged {len(tally.feedback_acknowledged)} (after {tally.feedback_retries} retries of a 503)"
+    )
     print(f"  errors: {len(tally.errors)}")
     for error in tally.errors[:20]:
         print(f"    {error}")
@@ -196,7 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-in-flight", type=int, default=64)
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--database-url", help="SQLAlchemy URL of an empty database (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--kill-db-sessions",
+        action="store_true",
+        help="PostgreSQL only: three times during the run, end every session of the service (pg_terminate_backend), "
+        "as a server restart does; the service must recover by itself",
+    )
     args = parser.parse_args(argv)
+    if args.kill_db_sessions and not (args.database_url or "").startswith("postgresql"):
+        parser.error("--kill-db-sessions needs --database-url postgresql+psycopg://...")
     if args.seconds <= 0 or args.seconds > 600 or args.rate <= 0 or args.rate > 500:
         parser.error("--seconds must be in (0, 600] and --rate in (0, 500]")
 
@@ -211,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 drive(
                     served.base_url, seconds=args.seconds, rate=args.rate, feedback_every=args.feedback_every,
                     max_in_flight=args.max_in_flight, seed=args.seed,
+                    disrupt=(lambda: kill_sessions(database_url)) if args.kill_db_sessions else None,
                 )
             )
             elapsed = time.perf_counter() - started
