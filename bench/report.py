@@ -216,11 +216,15 @@ def write_plot(path: Path, *, runs: Sequence[Run], sweep_runs: Sequence[Run]) ->
         left.text(0.5, 0.5, "no sweep in this run", ha="center", va="center")
     main_runs = [r for r in runs if not r.workload.startswith("sweep-")]
     labels = [f"{r.workload}\nc={r.concurrency}" for r in main_runs]
-    right.bar(range(len(main_runs)), [r.ratio for r in main_runs], color="tab:blue")
-    right.set_xticks(range(len(main_runs)), labels, fontsize=8)
+    positions = range(len(main_runs))
+    right.bar([p - 0.2 for p in positions], [r.ratio for r in main_runs], width=0.4, color="tab:blue", label="req/s ratio")
+    right.bar(
+        [p + 0.2 for p in positions], [r.cpu_ratio or 0 for r in main_runs], width=0.4, color="tab:cyan", label="CPU/request ratio"
+    )
+    right.set_xticks(list(positions), labels, fontsize=8)
     right.axhline(TYPICAL_MIN_RATIO, color="tab:green", linestyle="--", label=f"typical target {TYPICAL_MIN_RATIO}")
     right.axhline(HEAVY_MIN_RATIO, color="tab:orange", linestyle="--", label=f"heavy target {HEAVY_MIN_RATIO}")
-    right.set_ylabel("service req/s / baseline req/s")
+    right.set_ylabel("service relative to baseline (1 = as cheap)")
     right.set_title("throughput relative to the parse-only baseline")
     right.legend()
     figure.tight_layout()
