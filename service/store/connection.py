@@ -42,6 +42,7 @@ class Database:
         self._schema: SchemaInfo | None = None
         self._problem: str | None = "database not checked yet"
         self._checked = False
+        self._newer_revision_seen: str | None = None
         self._usable = asyncio.Event()
         self._trouble = asyncio.Event()
         self._probe_task: asyncio.Task[str | None] | None = None
@@ -138,7 +139,7 @@ class Database:
             return f"migrations unavailable: {exc}"
         try:
             with self.engine.connect() as connection:
-                problem = schema_problem(connection, self._schema)
+                problem = schema_problem(connection, self._schema, on_newer=self._newer_schema)
         except sa.exc.SQLAlchemyError as exc:
             return f"database unreachable: {reason_of(exc)}"
         if problem is None or not self._migrate_on_start:
@@ -147,7 +148,7 @@ class Database:
         try:
             upgrade_database(self.url, connect_timeout_seconds=self._connect_timeout_seconds)
             with self.engine.connect() as connection:
-                return schema_problem(connection, self._schema)
+                return schema_problem(connection, self._schema, on_newer=self._newer_schema)
         except DatabaseUnreachable as exc:
             return f"database unreachable: {reason_of(exc.__cause__ or exc)}"
         except sa.exc.SQLAlchemyError as exc:  # the check after migrating
@@ -158,6 +159,14 @@ class Database:
         except Exception as exc:  # a broken migration script: report it, keep the service up and not ready
             log.exception("migrations failed")
             return f"migrations failed: {reason_of(exc)}"
+
+    def _newer_schema(self, revision: str) -> None:
+        if revision != self._newer_revision_seen:
+            log.warning(
+                "database schema is newer than this build; serving on (migrations are additive)",
+                extra={"fields": {"revision": revision, "head": self._schema.head if self._schema else None}},
+            )
+            self._newer_revision_seen = revision
 
     def _set_problem(self, problem: str | None) -> None:
         self._checked = True

@@ -80,6 +80,11 @@ def make_engine(
     except sa.exc.ArgumentError:
         raise ValueError("CDS_DATABASE_URL: not a database URL; expected e.g. sqlite:///var/back-knee-cds.sqlite3") from None
     backend = parsed.get_backend_name()
+    if backend == "sqlite" and sqlite_file(parsed) is None:
+        raise ValueError(
+            "CDS_DATABASE_URL: in-memory SQLite is not supported (every connection would see its own empty "
+            "database); name a file, e.g. sqlite:///var/back-knee-cds.sqlite3"
+        )
     if backend == "sqlite":
         return _sqlite_engine(parsed, connect_timeout_seconds=connect_timeout_seconds, for_migrations=for_migrations)
     if backend == "postgresql":

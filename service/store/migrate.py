@@ -8,7 +8,6 @@ here and hands the URL (from ``Settings``) to ``migrations/env.py`` itself.
 from __future__ import annotations
 
 import fcntl
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,8 +42,6 @@ __all__ = [
     "wait_for_database",
     "schema_problem",
 ]
-
-log = logging.getLogger("service.store")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -88,11 +85,14 @@ def load_schema_info() -> SchemaInfo:
     return SchemaInfo(head=head, known=frozenset(revision.revision for revision in script.walk_revisions()))
 
 
-def schema_problem(connection: sa.Connection, schema: SchemaInfo) -> str | None:
+def schema_problem(
+    connection: sa.Connection, schema: SchemaInfo, *, on_newer: Callable[[str], None] | None = None
+) -> str | None:
     """None when the database is at this build's head (or at a newer, unknown revision), else why not.
 
     A revision this build does not know comes from a newer release during a rolling upgrade;
-    its migrations are additive, so the older replica keeps serving and says so in the log.
+    migrations are written to be additive, so the older replica keeps serving; ``on_newer``
+    hears the revision so the caller can say so in the log.
     """
     current = MigrationContext.configure(connection).get_current_revision()
     if current == schema.head:
@@ -100,10 +100,8 @@ def schema_problem(connection: sa.Connection, schema: SchemaInfo) -> str | None:
     if current is None:
         return "migrations not applied: the database has no schema yet; run `back-knee-cds db upgrade`"
     if current not in schema.known:
-        log.warning(
-            "database schema is newer than this build",
-            extra={"fields": {"revision": current, "head": schema.head}},
-        )
+        if on_newer is not None:
+            on_newer(current)
         return None
     return f"migrations not applied: the database is at revision {current}, this build needs {schema.head}; run `back-knee-cds db upgrade`"
 

@@ -46,6 +46,7 @@ def test_an_unreachable_database_fails_after_the_wait_in_one_line_without_the_pa
     [
         ("not a url", "error: CDS_DATABASE_URL: not a database URL"),
         ("mysql://cds@127.0.0.1/cds", "error: CDS_DATABASE_URL: unsupported database 'mysql'"),
+        ("sqlite://", "error: CDS_DATABASE_URL: in-memory SQLite is not supported"),
     ],
 )
 def test_a_bad_url_is_one_line(url: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,54 @@
+"""Readiness as the store reports it: unreachable, migrations missing, ready; a newer schema keeps serving."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from service.store import Store
+from tests.store.helpers import AbsentDatabase
+
+
+def _execute(url: str, statement: str) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+async def test_reasons_follow_the_database_as_it_comes_up(absent_database: AbsentDatabase) -> None:
+    store = Store(absent_database.url, retry_seconds=0.05, migrate_on_start=False, close_timeout_seconds=0.2)
+    await store.start()
+    try:
+        reason = await store.check_ready()
+        assert reason is not None and reason.startswith("database unreachable: ")
+        absent_database.appear()
+        reason = await store.check_ready()
+        assert reason is not None and reason.startswith("migrations not applied") and "back-knee-cds db upgrade" in reason
+    finally:
+        await store.close()
+
+
+async def test_migrate_on_start_brings_an_empty_database_to_ready(database_url: str) -> None:
+    store = Store(database_url, retry_seconds=0.05, migrate_on_start=True)
+    await store.start()
+    try:
+        assert await store.check_ready() is None
+    finally:
+        await store.close()
+
+
+async def test_a_schema_newer_than_this_build_still_serves(migrated_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A rolling upgrade: a newer replica migrated first; this one keeps serving and says so once."""
+    _execute(migrated_url, "UPDATE alembic_version SET version_num = 'f00d'")
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        assert await store.check_ready() is None
+        assert await store.check_ready() is None
+    finally:
+        await store.close()
+    newer = [record for record in caplog.records if record.getMessage().startswith("database schema is newer")]
+    assert len(newer) == 1
