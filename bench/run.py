@@ -299,9 +299,6 @@ def _migrate(env: dict[str, str]) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "service", "db", "upgrade"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
     )
-    if completed.returncode != 0 and "not available in this build" in completed.stderr:
-        print("bench: warning: `back-knee-cds db upgrade` is not in this build yet; audit is not migrated", file=sys.stderr)
-        return
     if completed.returncode != 0:
         raise BenchError(f"`back-knee-cds db upgrade` failed: {(completed.stderr or completed.stdout).strip()}")
 
