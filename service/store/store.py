@@ -25,11 +25,15 @@ from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRec
 from service.store.replay import MemoryJtis, flush_to_database, prune_expired, remember_in_database
 from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, active_suppressions
 
-__all__ = ["Store"]
+__all__ = ["Store", "SUPPRESSION_READ_SECONDS"]
 
 log = logging.getLogger("service.store")
 
 _PRUNE_EVERY_SECONDS = 600.0
+# Hook calls read suppressions on the response path. A database that has gone silent (a network
+# partition: no error until libpq's tcp_user_timeout, 5 s) must not hold the chart that long;
+# after this the call goes on without suppressions, as when the database is known to be down.
+SUPPRESSION_READ_SECONDS = 1.0
 
 
 class Store:
@@ -145,7 +149,10 @@ class Store:
             self._warn_suppressions_unknown(self._database.problem or "database not ready")
             return frozenset()
         try:
-            rules = await self._database.run(active_suppressions, patient_hash, on)
+            rules = await asyncio.wait_for(self._database.run(active_suppressions, patient_hash, on), SUPPRESSION_READ_SECONDS)
+        except TimeoutError:
+            self._warn_suppressions_unknown(f"the database did not answer within {SUPPRESSION_READ_SECONDS:g} s")
+            return frozenset()
         except sa.exc.SQLAlchemyError as exc:
             self._warn_suppressions_unknown(reason_of(exc))
             return frozenset()
