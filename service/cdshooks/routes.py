@@ -31,7 +31,7 @@ from service.cdshooks.openapi_docs import (
 from service.engine.catalogue import ServiceDefinition
 from service.json_response import OrjsonResponse
 from service.logs import bind_request_fields
-from service.pipeline import evaluate_service
+from service.pipeline import evaluate_facts, patient_facts
 from service.state import AppState, State
 from service.store import FeedbackRecord, InvocationRecord, StoreUnavailable
 
@@ -88,25 +88,29 @@ async def call_service(service_id: str, request: Request, state: State) -> Respo
             f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"
         )
     gathered = await state.gatherer.gather(hook_request, service.prefetch)
-    patient_hash = state.hasher(hook_request.patient_id)
+    hook, hook_instance, patient_id = hook_request.hook, hook_request.hookInstance, hook_request.patient_id
+    patient_hash = state.hasher(patient_id)
     today = received_at.date()
-    suppressed = await state.store.suppressed_rules(patient_hash, today)
-    evaluation = evaluate_service(
+    facts = patient_facts(
         [value for value in gathered.values() if isinstance(value, dict)],
         catalogue=state.catalogue,
-        service_id=service_id,
-        patient_id=hook_request.patient_id,
+        patient_id=patient_id,
         today=today,
-        suppressed=suppressed,
-        base_url=base_url(state, request),
+    )
+    # Waiting for the database below, this call holds its facts, not its parsed prefetch: peak
+    # memory must not grow with concurrent calls times body size (make bench, heavy workload).
+    del data, hook_request, gathered
+    suppressed = await state.store.suppressed_rules(patient_hash, today)
+    evaluation = evaluate_facts(
+        facts, catalogue=state.catalogue, service_id=service_id, suppressed=suppressed, base_url=base_url(state, request)
     )
     body = CardsResponse(cards=evaluation.cards).model_dump(exclude_none=True)
     duration_ms = (time.perf_counter() - started) * 1000
     state.store.record_invocation(
         InvocationRecord(
             service_id=service_id,
-            hook=hook_request.hook,
-            hook_instance=hook_request.hookInstance,
+            hook=hook,
+            hook_instance=hook_instance,
             patient_hash=patient_hash,
             status=200,
             duration_ms=duration_ms,
@@ -122,7 +126,7 @@ async def call_service(service_id: str, request: Request, state: State) -> Respo
         "hook answered",
         extra={
             "fields": {
-                "hookInstance": hook_request.hookInstance,
+                "hookInstance": hook_instance,
                 "service": service_id,
                 "patient": patient_hash[:16],
                 "cards": len(evaluation.cards),
