@@ -48,14 +48,18 @@ def insert_suppression(
     )
 
 
+# Built once with bind parameters: every hook call runs this query, and building the statement
+# per call cost twice its execution (0.14 -> 0.05 ms per lookup on SQLite, make bench).
+_ACTIVE_SUPPRESSIONS = (
+    sa.select(_SUPPRESSION.c.rule_id)
+    .where(_SUPPRESSION.c.patient_hash == sa.bindparam("patient_hash"))
+    .where(_SUPPRESSION.c.ends_before > sa.bindparam("on"))
+    .where(_SUPPRESSION.c.starts_on <= sa.bindparam("on"))
+    .distinct()
+)
+
+
 def active_suppressions(engine: Engine, patient_hash: str, on: date) -> frozenset[str]:
     """Rule ids silenced for this patient on ``on``."""
-    query = (
-        sa.select(_SUPPRESSION.c.rule_id)
-        .where(_SUPPRESSION.c.patient_hash == patient_hash)
-        .where(_SUPPRESSION.c.ends_before > on)
-        .where(_SUPPRESSION.c.starts_on <= on)
-        .distinct()
-    )
     with engine.connect() as connection:
-        return frozenset(connection.execute(query).scalars())
+        return frozenset(connection.execute(_ACTIVE_SUPPRESSIONS, {"patient_hash": patient_hash, "on": on}).scalars())
