@@ -86,7 +86,8 @@ class FhirAuthorization(_Incoming):
 
     access_token: str = Field(min_length=1, repr=False)
     token_type: str = "Bearer"
-    expires_in: int | None = None
+    # An OAuth lifetime in seconds; bounded to 64 bits, as the JSON parser and the schema are.
+    expires_in: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     scope: str | None = None
     subject: str | None = None
     patient: str | None = None

@@ -6,6 +6,7 @@
   Unix times); CDS Hooks says it is a date-time string.
 - A prefetch value that is not a resource or null was ignored for undeclared keys, and the
   document did not say that a declared key needs ``resourceType``.
+- ``fhirAuthorization.expires_in`` was any integer in the schema; past 64 bits it is a 400.
 """
 
 from __future__ import annotations
@@ -69,3 +70,14 @@ def test_a_declared_prefetch_key_without_resource_type_is_400(client: TestClient
     response = client.post(CALL, json=body)
     assert response.status_code == 400
     assert "conditions" in response.json()["error"]
+
+
+@pytest.mark.parametrize("digits", ["9223372036854775808", "18446744073709551616", "1" + "0" * 30])
+def test_an_expires_in_beyond_64_bits_is_400_as_the_schema_says(client: TestClient, digits: str) -> None:
+    # Found with seed 7: the schema promised any integer, the parser and pydantic stop at 64 bits.
+    body = json.dumps(hook_request(fhirAuthorization={"access_token": "t", "expires_in": 0})).replace('"expires_in": 0', f'"expires_in": {digits}')
+    response = client.post(CALL, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "expires_in" in response.json()["error"]
+    schema = json.loads(openapi_json())["components"]["schemas"]["FhirAuthorization"]["properties"]["expires_in"]
+    assert {"maximum": 2**63 - 1, "minimum": -(2**63)}.items() <= next(s for s in schema["anyOf"] if s.get("type") == "integer").items()
