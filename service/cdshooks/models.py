@@ -110,6 +110,15 @@ class HookRequest(_Incoming):
     prefetch: dict[str, dict[str, Any] | None] | None = None
     extension: dict[str, Any] | None = None
 
+    @field_validator("prefetch")
+    @classmethod
+    def _prefetch_values_are_resources(cls, prefetch: dict[str, dict[str, Any] | None] | None) -> dict[str, dict[str, Any] | None] | None:
+        # Every key, declared by the service or not: the OpenAPI schema is one for all services.
+        for key, value in (prefetch or {}).items():
+            if value is not None and not isinstance(value.get("resourceType"), str):
+                raise ValueError(f"prefetch key '{key}' must be a FHIR resource (a JSON object with resourceType) or null")
+        return prefetch
+
     @model_validator(mode="after")
     def _patient_id_required(self) -> HookRequest:
         patient_id = self.context.get("patientId")

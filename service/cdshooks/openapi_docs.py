@@ -235,7 +235,7 @@ def _describe_prefetch(document: dict[str, Any], prefetch_by_service: Mapping[st
         for key, template in prefetch_by_service[service_id].items():
             templates.setdefault(key, {}).setdefault(template, []).append(service_id)
     prefetch = document["components"]["schemas"]["HookRequest"]["properties"]["prefetch"]
-    # A declared key holds a FHIR resource (an object with resourceType) or null; anything else is a 400.
+    # Every key holds a FHIR resource (an object with resourceType) or null; anything else is a 400.
     resource = {"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}
     for choice in prefetch["anyOf"]:
         if choice.get("type") == "object":
@@ -246,6 +246,7 @@ def _describe_prefetch(document: dict[str, Any], prefetch_by_service: Mapping[st
                 }
                 for key, by_template in sorted(templates.items())
             }
+            choice["additionalProperties"] = {"anyOf": [resource, {"type": "null"}]}
             choice["required"] = sorted(templates)
     prefetch["description"] = (
         "The data the service's prefetch templates ask for (see discovery): a FHIR resource, a searchset Bundle, "
