@@ -1,0 +1,164 @@
+"""CDS Hooks 2.0 conformance cases 3, 15, 16, 17 and 18 (cds-hooks-2.0.md section 10), end to end.
+
+The request is the shipped example (a Synthea patient with knee osteoarthritis and BMI 27.9),
+so the responses hold real cards with suggestions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import REPO_ROOT
+
+SERVICES = ("back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance")
+EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
+
+
+def _request(service_id: str) -> dict[str, Any]:
+    """The example request with only the prefetch keys this service declares."""
+    body = copy.deepcopy(EXAMPLE)
+    body["hookInstance"] = str(uuid.uuid4())
+    declared = {"back-knee-injury-referral": ("patient", "conditions"),
+                "back-knee-care-guidance": ("patient", "conditions", "observations")}.get(service_id)
+    if declared:
+        body["prefetch"] = {key: value for key, value in body["prefetch"].items() if key in declared}
+    return body
+
+
+def _all_cards(client: TestClient) -> list[dict[str, Any]]:
+    cards = []
+    for service_id in SERVICES:
+        response = client.post(f"/cds-services/{service_id}", json=_request(service_id))
+        assert response.status_code == 200, response.text
+        cards.extend(response.json()["cards"])
+    return cards
+
+
+def _assert_no_null_or_empty(value: object, where: str) -> None:
+    assert value is not None and value != "" and value != [] and value != {}, f"{where} is null or empty"
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _assert_no_null_or_empty(child, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            _assert_no_null_or_empty(child, f"{where}[{index}]")
+
+
+def test_case_3_happy_path_cards_have_the_required_shape(client: TestClient) -> None:
+    cards = _all_cards(client)
+    assert len(cards) >= 3
+    uuids = [card["uuid"] for card in cards]
+    assert len(uuids) == len(set(uuids))
+    for card in cards:
+        _assert_no_null_or_empty(card, card["uuid"])
+        assert len(card["summary"]) <= 139
+        assert card["indicator"] in {"info", "warning", "critical"}
+        assert card["source"]["label"]
+
+
+def test_case_15_static_card_rules(client: TestClient) -> None:
+    for card in _all_cards(client):
+        suggestions = card.get("suggestions", [])
+        if suggestions:
+            assert card["selectionBehavior"] in {"at-most-one", "any"}
+            if card["selectionBehavior"] == "at-most-one":
+                assert sum(1 for s in suggestions if s.get("isRecommended")) <= 1
+        for suggestion in suggestions:
+            assert suggestion["label"] and suggestion["uuid"]
+            for action in suggestion.get("actions", []):
+                assert action["type"] in {"create", "update", "delete"} and action["description"]
+                if action["type"] in {"create", "update"}:
+                    assert action["resource"]["resourceType"]
+                else:
+                    assert action["resourceId"]
+        for link in card["links"]:
+            assert link["label"] and link["url"].startswith("http") and link["type"] in {"absolute", "smart"}
+            assert "appContext" not in link or link["type"] == "smart"
+        for reason in card["overrideReasons"]:
+            assert reason["code"] and reason["system"] and reason["display"]
+        topic = card["source"]["topic"]
+        assert topic["code"] and topic["system"]
+        for key in ("url", "icon"):
+            if key in card["source"]:
+                assert card["source"][key].startswith(("http://", "https://"))
+
+
+def _first_card_with_suggestion(client: TestClient) -> tuple[str, str, dict[str, Any]]:
+    for service_id in SERVICES:
+        for card in client.post(f"/cds-services/{service_id}", json=_request(service_id)).json()["cards"]:
+            if card.get("suggestions"):
+                return service_id, card["uuid"], card
+    raise AssertionError("the example patient should get a card with a suggestion")
+
+
+def test_case_16_accepted_feedback_is_stored_and_idempotent(client: TestClient) -> None:
+    service_id, card_uuid, card = _first_card_with_suggestion(client)
+    item = {
+        "card": card_uuid,
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        "outcomeTimestamp": "2024-01-01T00:00:00Z",
+    }
+    first = client.post(f"/cds-services/{service_id}/feedback", json={"feedback": [item]})
+    again = client.post(f"/cds-services/{service_id}/feedback", json={"feedback": [item]})
+    assert first.status_code == 200 and again.status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'cds_feedback_total{outcome="accepted"} 1.0' in metrics  # the repeat is stored once
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"reason": {"code": "not-relevant", "system": "urn:back-knee-cds:override-reason", "display": "Not relevant"},
+         "userComment": "seen by physio"},
+        None,
+    ],
+)
+def test_case_17_overridden_feedback_with_and_without_a_reason(client: TestClient, override: dict | None) -> None:  # type: ignore[type-arg]
+    service_id, card_uuid, _card = _first_card_with_suggestion(client)
+    item: dict[str, Any] = {"card": card_uuid, "outcome": "overridden", "outcomeTimestamp": "2024-01-01T00:00:00Z"}
+    if override:
+        item["overrideReason"] = override
+    assert client.post(f"/cds-services/{service_id}/feedback", json={"feedback": [item]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"card": "c", "outcome": "rejected", "outcomeTimestamp": "2024-01-01T00:00:00Z"}, "outcome"),
+        ({"card": "c", "outcome": "accepted", "outcomeTimestamp": "2024-01-01T00:00:00Z"}, "acceptedSuggestions"),
+        ({"card": "c", "outcome": "overridden"}, "outcomeTimestamp"),
+    ],
+)
+def test_case_17_malformed_feedback_is_400(client: TestClient, item: dict[str, Any], message: str) -> None:
+    response = client.post("/cds-services/back-knee-risk-factors/feedback", json={"feedback": [item]})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_feedback_on_an_unknown_card_is_accepted(client: TestClient) -> None:
+    item = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2024-01-01T00:00:00Z"}
+    response = client.post("/cds-services/back-knee-risk-factors/feedback", json={"feedback": [item]})
+    assert response.status_code == 200
+
+
+def test_case_18_tolerant_reader(client: TestClient) -> None:
+    body = _request("back-knee-risk-factors")
+    body["extension"] = {"com.example.timestamp": "2024-01-01T00:00:00Z"}
+    body["someFutureField"] = {"nested": [1, 2, 3]}
+    body["fhirServer"] = "https://ehr.example.org/fhir"
+    body["fhirAuthorization"] = {
+        "access_token": "opaque-token", "token_type": "Bearer", "expires_in": 300,
+        "scope": "user/Patient.rs user/Condition.rs user/Observation.rs", "subject": "back-knee-cds",
+    }
+    conditions = body["prefetch"]["conditions"]
+    conditions["link"] = [{"relation": "self", "url": "https://ehr.example.org/fhir/Condition?patient=x"}]
+    response = client.post("/cds-services/back-knee-risk-factors", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"]
