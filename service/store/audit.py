@@ -23,9 +23,16 @@ from service.store.database import as_utc, clean_text, insert_or_skip, is_transi
 from service.store.records import InvocationRecord
 from service.store.tables import CardIssued, Invocation
 
-__all__ = ["PendingCard", "AuditQueue", "AuditWriter", "write_invocations"]
+__all__ = ["AUDIT_LINGER_SECONDS", "PendingCard", "AuditQueue", "AuditWriter", "write_invocations"]
 
 log = logging.getLogger("service.store")
+
+# How long the writer lets records gather before writing a batch. One transaction per hook
+# call cost 0.43 ms of CPU per record on SQLite, one per 32 records 0.055 ms (plus a worker-
+# thread hop per batch): at the bench's rates this wait turns single-record batches into tens.
+# Off the response path, so it only delays when a record is visible in the database (feedback
+# on a card still queued is matched from the queue); a full batch or close() ends it early.
+AUDIT_LINGER_SECONDS = 0.05
 
 _INVOCATION = Invocation.__table__  # type: ignore[attr-defined]
 _CARD = CardIssued.__table__  # type: ignore[attr-defined]
@@ -58,6 +65,11 @@ class AuditQueue:
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._in_flight)
+
+    @property
+    def batch_ready(self) -> bool:
+        """True when the next batch is full already (or a failed one waits to be retried)."""
+        return bool(self._in_flight) or len(self._waiting) >= self._batch_size
 
     def put(self, record: InvocationRecord) -> bool:
         """Queue a record; False (and counted lost) when the queue is full."""
@@ -158,11 +170,15 @@ class AuditWriter:
     fails alone is logged and counted lost, so one bad record never blocks the trail.
     """
 
-    def __init__(self, queue: AuditQueue, database: Database, *, retry_seconds: float) -> None:
+    def __init__(
+        self, queue: AuditQueue, database: Database, *, retry_seconds: float, linger_seconds: float = AUDIT_LINGER_SECONDS
+    ) -> None:
         self._queue = queue
         self._database = database
         self._retry_seconds = retry_seconds
+        self._linger_seconds = linger_seconds
         self._wakeup = asyncio.Event()
+        self._flush = asyncio.Event()  # ends a linger: the batch is full, or closing
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -172,6 +188,8 @@ class AuditWriter:
 
     def wake(self) -> None:
         self._wakeup.set()
+        if self._queue.batch_ready:
+            self._flush.set()
 
     @property
     def failure(self) -> str | None:
@@ -185,6 +203,7 @@ class AuditWriter:
         """Write what is queued, waiting at most ``timeout_seconds``; count the rest lost."""
         self._closing = True
         self._wakeup.set()
+        self._flush.set()
         if self._task is None:
             remaining = len(self._queue)
         else:
@@ -220,6 +239,7 @@ class AuditWriter:
     async def _drain_forever(self) -> None:
         one_by_one = False
         while True:
+            await self._linger()
             batch = self._queue.batch()
             if not batch:
                 if self._closing:
@@ -247,3 +267,13 @@ class AuditWriter:
                     self._queue.written(part, lost=True)
                 continue
             self._queue.written(part)
+
+    async def _linger(self) -> None:
+        """Let records gather into one batch, unless it is full already or the writer is closing."""
+        if self._closing or self._linger_seconds <= 0 or not len(self._queue) or self._queue.batch_ready:
+            return
+        self._flush.clear()
+        try:
+            await asyncio.wait_for(self._flush.wait(), self._linger_seconds)
+        except TimeoutError:
+            pass

@@ -23,6 +23,7 @@ from service.store.errors import StoreUnavailable
 from service.store.feedback import store_feedback
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord
 from service.store.replay import MemoryJtis, flush_to_database, prune_expired, remember_in_database
+from service.store.suppression_cache import SUPPRESSION_CACHE_SECONDS, SuppressionCache
 from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, active_suppressions
 
 __all__ = ["Store", "SUPPRESSION_READ_SECONDS"]
@@ -54,6 +55,7 @@ class Store:
         batch_size: int = 500,
         close_timeout_seconds: float = 5.0,
         connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        suppression_cache_seconds: float = SUPPRESSION_CACHE_SECONDS,
     ) -> None:
         self.database_url = database_url
         self._retry_seconds = retry_seconds
@@ -67,6 +69,7 @@ class Store:
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds)
         self._jtis = MemoryJtis()
+        self._suppressions = SuppressionCache(ttl_seconds=suppression_cache_seconds)
         self._maintenance: asyncio.Task[None] | None = None
         self._warned_suppressions = False
 
@@ -142,12 +145,23 @@ class Store:
             if not is_transient(exc):
                 log.error("feedback could not be stored", extra={"fields": {"reason": reason_of(exc)}})
             raise StoreUnavailable(f"feedback not stored: {reason_of(exc)}") from exc
+        finally:
+            # Also after a failure: the commit may have happened before the error reached us.
+            self._suppressions.invalidate()
 
     async def suppressed_rules(self, patient_hash: str, on: date) -> frozenset[str]:
-        """Rule ids suppressed for this patient on ``on``; none (logged) while the database is down."""
+        """Rule ids suppressed for this patient on ``on``; none (logged) while the database is down.
+
+        Answers are kept a few seconds (``suppression_cache``: why, and what another replica's
+        feedback sees); feedback stored through this store clears them.
+        """
         if self._database.known_down:
             self._warn_suppressions_unknown(self._database.problem or "database not ready")
             return frozenset()
+        cached = self._suppressions.get(patient_hash, on)
+        if cached is not None:
+            return cached
+        generation = self._suppressions.generation
         try:
             rules = await asyncio.wait_for(self._database.run(active_suppressions, patient_hash, on), SUPPRESSION_READ_SECONDS)
         except TimeoutError:
@@ -157,6 +171,7 @@ class Store:
             self._warn_suppressions_unknown(reason_of(exc))
             return frozenset()
         self._warned_suppressions = False
+        self._suppressions.put(patient_hash, on, rules, generation=generation)
         return rules
 
     async def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
