@@ -8,6 +8,8 @@ database restarts.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,8 @@ DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
 # PostgreSQL statements of the running service; migrations have no limit.
 _STATEMENT_TIMEOUT_MS = 30_000
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Pause between tries of ``PRAGMA journal_mode=WAL`` while another connection converts the file.
+_SQLITE_WAL_RETRY_SECONDS = 0.005
 
 # SQLSTATEs that mean "not now" rather than "never": the schema is not there yet, a
 # transaction lost a race, or the server is shutting down. Anything else is about the data.
@@ -109,14 +113,35 @@ def _sqlite_engine(url: URL, *, connect_timeout_seconds: float, for_migrations: 
     def _pragmas(dbapi_connection: object, _record: object) -> None:
         cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 
     return engine
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another connection holds the file's lock.
+
+    Converting a file to WAL upgrades the pragma's own read transaction to a write; SQLite
+    answers SQLITE_BUSY at once there ("database is locked") instead of calling the busy
+    handler, since waiting while holding a read lock could deadlock. So connections opening a
+    new file together (replicas running ``db upgrade``, the probe and a request at start-up)
+    failed despite the busy timeout. Once the file is WAL the pragma needs no write lock.
+    Bounded by the same busy timeout.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(_SQLITE_WAL_RETRY_SECONDS)
 
 
 def _postgresql_engine(url: URL, *, connect_timeout_seconds: float, for_migrations: bool) -> Engine:

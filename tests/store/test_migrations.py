@@ -14,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from service.store import upgrade_database
+from service.store.database import make_engine
 from service.store.migrate import alembic_config, load_schema_info
 from service.store.tables import metadata
 from tests.store.helpers import ScratchPostgres, rows
@@ -106,6 +107,34 @@ def test_sqlite_upgrade_creates_the_missing_directory_and_uses_wal(tmp_path: Pat
     upgrade_database(url)
     assert (tmp_path / "var" / "nested" / "cds.sqlite3").is_file()
     assert rows(url, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_connections_opening_a_new_sqlite_file_together_all_succeed(tmp_path: Path) -> None:
+    """Replicas (or the probe and a request) opening a fresh file at once: converting it to WAL
+    made SQLite answer "database is locked" at once, busy timeout or not, to all but one."""
+    errors: list[BaseException] = []
+    for round_ in range(40):
+        url = f"sqlite:///{tmp_path / f'fresh-{round_}.sqlite3'}"
+        barrier = threading.Barrier(8)
+
+        def connect(url: str = url, barrier: threading.Barrier = barrier) -> None:
+            engine = make_engine(url, for_migrations=True)
+            try:
+                barrier.wait()
+                with engine.connect() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+            finally:
+                engine.dispose()
+
+        threads = [threading.Thread(target=connect) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == [], f"round {round_}"
+        assert rows(url, "PRAGMA journal_mode") == [("wal",)]
 
 
 def test_sqlite_relative_default_url_lands_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
