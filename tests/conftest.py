@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.support.fhir_server import FhirData, FhirTestServer, serve_in_thread
+from tests.support.loopback_server import reset_around_test
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "fhir"
@@ -77,6 +78,4 @@ def fhir_server_session() -> Iterator[FhirTestServer]:
 @pytest.fixture
 def fhir_server(fhir_server_session: FhirTestServer) -> Iterator[FhirTestServer]:
     """The loopback FHIR server with default behaviour and no recorded requests for this test."""
-    fhir_server_session.reset()
-    yield fhir_server_session
-    fhir_server_session.reset()
+    yield from reset_around_test(fhir_server_session)

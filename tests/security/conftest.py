@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from tests.security.jwks_host import JwksHost, serve_jwks_host
 from tests.security.keys import ClientKey, make_key
+from tests.support.loopback_server import reset_around_test
 
 ISS = "https://ehr.example.org/cds-client"
 BASE = "http://testserver"
@@ -41,9 +42,8 @@ def _jwks_host_session() -> Iterator[JwksHost]:
 
 @pytest.fixture
 def jwks_host(_jwks_host_session: JwksHost) -> Iterator[JwksHost]:
-    _jwks_host_session.reset()
-    yield _jwks_host_session
-    _jwks_host_session.reset()
+    """The loopback JWKS host with nothing published and no hits counted, for this test."""
+    yield from reset_around_test(_jwks_host_session)
 
 
 def write_clients(path: Path, clients: list[dict[str, Any]]) -> Path:

@@ -1,4 +1,4 @@
-"""A real JWKS host on loopback: uvicorn on 127.0.0.1, port 0, in a thread (httpx's ``serve_in_thread`` pattern).
+"""A real JWKS host on loopback: uvicorn on 127.0.0.1, port 0, in a thread (``tests/support/loopback_server.py``).
 
 Serves whatever JWK Sets a test publishes by path, counts every request per path, and can be
 told to answer slowly, with an error, a redirect or an oversized body, so the service's fetching
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.types import Receive, Scope, Send
+
+from tests.support.loopback_server import serve_on_loopback
 
 __all__ = ["JwksHost", "serve_jwks_host"]
 
@@ -80,21 +80,6 @@ class JwksHost:
 @contextmanager
 def serve_jwks_host() -> Iterator[JwksHost]:
     host = JwksHost()
-    config = uvicorn.Config(
-        host, host="127.0.0.1", port=0, lifespan="off", log_config=None, log_level="warning",
-        http="h11", ws="none", timeout_graceful_shutdown=1,
-    )
-    runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, name="jwks-test-host", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not runner.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the loopback JWKS host did not start")
-        time.sleep(0.01)
-    host.port = runner.servers[0].sockets[0].getsockname()[1]
-    try:
+    with serve_on_loopback(host, name="jwks-test-host", http="h11", ws="none") as port:
+        host.port = port
         yield host
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=10)

@@ -53,23 +53,23 @@ Outside pytest (benchmarks): ``with serve_in_thread(FhirTestServer(FhirData.load
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.support.loopback_server import serve_on_loopback
 
 __all__ = ["Behaviour", "FhirData", "FhirTestServer", "RecordedRequest", "serve_in_thread", "FIXTURES"]
 
@@ -350,27 +350,7 @@ def _has_code(resource: dict[str, Any], wanted: set[str]) -> bool:
 
 @contextmanager
 def serve_in_thread(server: FhirTestServer) -> Iterator[FhirTestServer]:
-    """Run ``server`` with uvicorn on 127.0.0.1 (a free port) in a daemon thread until the block ends."""
-    config = uvicorn.Config(
-        server.app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_config=None,  # leave the test process's logging configuration alone
-        log_level="warning",
-        timeout_graceful_shutdown=1,
-    )
-    runner = uvicorn.Server(config)
-    thread = threading.Thread(target=runner.run, name="fhir-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not runner.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the loopback FHIR test server did not start")
-        time.sleep(0.01)
-    server.port = runner.servers[0].sockets[0].getsockname()[1]
-    try:
+    """Run ``server`` on 127.0.0.1 (a free port) in a daemon thread until the block ends."""
+    with serve_on_loopback(server.app, name="fhir-test-server") as port:
+        server.port = port
         yield server
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=10)
