@@ -15,10 +15,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.catalogue_error import CatalogueError
+from service.catalogue_error import CatalogueError, from_validation_error, read_catalogue_yaml, validate_catalogue_file
 from service.engine.conditions import ConditionError, parse_condition
 from service.engine.rules import (
     FactSpec,
@@ -181,7 +180,7 @@ def build_catalogue(
         raise CatalogueError(str(rules_dir), "rules directory not found; set CDS_RULES_DIR to the folder holding catalogue.yaml")
     services = _load_services(rules_dir / "services.yaml")
     catalogue_path = rules_dir / "catalogue.yaml"
-    header = _validate(_CatalogueFile, _read_yaml(catalogue_path), file=catalogue_path, rule=None)
+    header = validate_catalogue_file(_CatalogueFile, read_catalogue_yaml(catalogue_path), file=catalogue_path)
     article = _load_article(rules_dir / header.article, catalogue_path=catalogue_path)
     rules = _load_rules(rules_dir, header.rules, catalogue_path=catalogue_path, services=services, facts=facts, article=article)
     for service_id in services:
@@ -205,7 +204,7 @@ def build_catalogue(
 
 
 def _load_services(path: Path) -> dict[str, ServiceDefinition]:
-    raw = _read_yaml(path)
+    raw = read_catalogue_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("services"), list):
         raise CatalogueError(str(path), "expected a mapping with a 'services' list")
     services: dict[str, ServiceDefinition] = {}
@@ -213,8 +212,7 @@ def _load_services(path: Path) -> dict[str, ServiceDefinition]:
         try:
             service = ServiceDefinition.model_validate(entry)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise CatalogueError(str(path), first["msg"], rule=f"services[{index}]", field=_loc(first["loc"]) or None) from None
+            raise from_validation_error(exc, file=path, rule=f"services[{index}]") from None
         if service.id in services:
             raise CatalogueError(str(path), f"service id '{service.id}' is defined twice", rule=f"services[{index}]", field="id")
         services[service.id] = service
@@ -269,9 +267,9 @@ def _load_rules(
 
 
 def _load_rule(path: Path, *, services: Mapping[str, ServiceDefinition], facts: Mapping[str, FactSpec], article: str) -> Rule:
-    raw = _read_yaml(path)
+    raw = read_catalogue_yaml(path)
     rule_name = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else path.stem
-    spec = _validate(RuleFile, raw, file=path, rule=rule_name)
+    spec = validate_catalogue_file(RuleFile, raw, file=path, rule=rule_name)
     file = str(path)
 
     def fail(field_name: str, message: str) -> CatalogueError:
@@ -375,41 +373,3 @@ def _thresholds(names: Mapping[str, None], facts: Mapping[str, FactSpec], *, fai
                 raise fail("condition", f"facts disagree on parameter '{parameter}' ({merged[parameter]} vs {value})")
             merged[parameter] = value
     return merged
-
-
-# --- helpers -----------------------------------------------------------------------------
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogueError(str(path), "file not found") from None
-    except UnicodeDecodeError:
-        raise CatalogueError(str(path), "not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise CatalogueError(str(path), f"not valid YAML: {' '.join(str(exc).split())}") from None
-
-
-def _validate(model: type[Any], raw: Any, *, file: Path, rule: str | None) -> Any:
-    if not isinstance(raw, dict):
-        raise CatalogueError(str(file), f"expected a YAML mapping at the top level, got {type(raw).__name__}", rule=rule)
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        message = str(first["msg"])
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        if first["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling; rules/README.md lists the fields)"
-        elif first["type"] == "string_pattern_mismatch":
-            message = f"got {first['input']!r}, which does not have the expected form {first['ctx']['pattern']}"
-        raise CatalogueError(str(file), message, rule=rule, field=_loc(first["loc"]) or None) from None
-
-
-def _loc(parts: tuple[int | str, ...] | list[int | str]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text

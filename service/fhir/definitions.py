@@ -14,10 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from service.catalogue_error import CatalogueError
+from service.catalogue_error import CatalogueError, from_validation_error, read_catalogue_yaml, validate_catalogue_file
 from service.fhir.codes import CodeMatcher, CodePattern, CodeSystem, parse_pattern
 from service.fhir.units import known_unit
 
@@ -250,9 +249,9 @@ def load_fact_definitions(rules_dir: Path) -> FactDefinitions:
     """
     valuesets_path = rules_dir / VALUESETS_FILE
     facts_path = rules_dir / FACTS_FILE
-    valuesets = _validate(_ValueSetsFile, _read_yaml(valuesets_path), valuesets_path, entry=None)
+    valuesets = validate_catalogue_file(_ValueSetsFile, read_catalogue_yaml(valuesets_path), file=valuesets_path)
     systems, concepts, entries = _compile_valuesets(valuesets, valuesets_path)
-    raw = _validate(_FactsFile, _read_yaml(facts_path), facts_path, entry=None)
+    raw = validate_catalogue_file(_FactsFile, read_catalogue_yaml(facts_path), file=facts_path)
     for name, observation in raw.observations.items():
         _check_observation(name, observation, concepts, facts_path)
     facts: dict[str, FactDefinition] = {}
@@ -262,7 +261,7 @@ def load_fact_definitions(rules_dir: Path) -> FactDefinitions:
         try:
             definition = _FACT.validate_python(entry)
         except ValidationError as exc:
-            raise _error(exc, facts_path, where) from None
+            raise from_validation_error(exc, file=facts_path, entry=where) from None
         facts[name] = definition
     for name, definition in facts.items():
         _check_references(name, definition, concepts, raw.observations, facts, facts_path)
@@ -275,32 +274,6 @@ def load_fact_definitions(rules_dir: Path) -> FactDefinitions:
         facts=facts,
         matcher=CodeMatcher(systems, entries),
     )
-
-
-def _read_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogueError(str(path), "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogueError(str(path), f"cannot be read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise CatalogueError(str(path), f"not valid YAML: {exc}") from None
-
-
-def _validate(model: type[_Strict], raw: object, path: Path, *, entry: str | None) -> Any:
-    if not isinstance(raw, dict):
-        raise CatalogueError(str(path), "expected a mapping at the top level", entry=entry)
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise _error(exc, path, entry) from None
-
-
-def _error(exc: ValidationError, path: Path, entry: str | None) -> CatalogueError:
-    first = exc.errors(include_url=False, include_input=False)[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    return CatalogueError(str(path), first["msg"], entry=entry, field=field)
 
 
 def _check_name(name: str, path: Path, where: str) -> None:
@@ -325,7 +298,7 @@ def _compile_valuesets(
         try:
             concept = _ConceptEntry.model_validate(raw)
         except ValidationError as exc:
-            raise _error(exc, path, where) from None
+            raise from_validation_error(exc, file=path, entry=where) from None
         for system_name, codes in concept.codes.items():
             system = systems.get(system_name)
             if system is None:

@@ -215,3 +215,17 @@ def test_observation_of_the_wrong_quantity_is_refused(rules_copy: Path) -> None:
 def test_thresholds_come_from_the_yaml(rules_copy: Path) -> None:
     _edit(rules_copy / "facts.yaml", lambda raw: raw["facts"]["older_age"]["parameters"].update(older_age_years=65))
     assert load_fact_definitions(rules_copy).parameters("older_age") == {"older_age_years": 65}
+
+
+def test_schema_errors_name_list_positions_like_the_rule_files(rules_copy: Path) -> None:
+    """facts.yaml and the rule files share one translation of pydantic's errors (service/catalogue_error.py)."""
+    _edit(rules_copy / "facts.yaml", lambda raw: raw["facts"]["knee_pain"].update(concepts=[["knee_pain"]]))
+    error = _error(rules_copy)
+    assert error.entry == "fact 'knee_pain'" and error.field is not None and error.field.endswith("concepts[0]")
+    assert str(error).endswith(": Input should be a valid string")
+
+
+def test_unknown_top_level_field_says_how_to_fix_it(rules_copy: Path) -> None:
+    _edit(rules_copy / "facts.yaml", lambda raw: raw.update(thresholds={}))
+    error = _error(rules_copy)
+    assert error.field == "thresholds" and "unknown field (check the spelling" in str(error)

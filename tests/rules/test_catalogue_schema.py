@@ -125,3 +125,10 @@ def test_a_service_without_rules_is_refused(rules_copy: Path) -> None:
 
 def test_missing_directory_says_how_to_fix(tmp_path: Path) -> None:
     assert "set CDS_RULES_DIR" in _error(tmp_path / "nowhere")
+
+
+def test_unreadable_file_is_named(rules_copy: Path) -> None:
+    (rules_copy / "services.yaml").unlink()
+    (rules_copy / "services.yaml").mkdir()
+    message = _error(rules_copy)
+    assert message.startswith(f"{rules_copy / 'services.yaml'}: cannot be read: "), message
