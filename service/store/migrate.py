@@ -142,11 +142,7 @@ def upgrade_database(url: str, *, connect_timeout_seconds: float = DEFAULT_CONNE
     cannot be reached (a retry may work) and ``MigrationError`` when a migration fails.
     """
     shown = describe_url(url)
-    try:
-        ensure_sqlite_directory(url)
-    except OSError as exc:
-        raise DatabaseUnreachable(f"database {shown} unreachable: cannot create its directory: {exc}") from exc
-    engine = make_engine(url, connect_timeout_seconds=connect_timeout_seconds, for_migrations=True)
+    engine = _admin_engine(url, shown=shown, connect_timeout_seconds=connect_timeout_seconds)
     try:
         with engine.connect() as connection, _ALEMBIC_RUN:
             # env.py takes the cross-process migration lock on this connection.
@@ -176,11 +172,7 @@ def wait_for_database(
     each new reason for waiting, once.
     """
     shown = describe_url(url)
-    try:
-        ensure_sqlite_directory(url)
-    except OSError as exc:
-        raise DatabaseUnreachable(f"database {shown} unreachable: cannot create its directory: {exc}") from exc
-    engine = make_engine(url, connect_timeout_seconds=connect_timeout_seconds, for_migrations=True)
+    engine = _admin_engine(url, shown=shown, connect_timeout_seconds=connect_timeout_seconds)
     deadline = time.monotonic() + timeout_seconds
     last_reason = None
     try:
@@ -202,3 +194,12 @@ def wait_for_database(
             time.sleep(min(retry_seconds, remaining))
     finally:
         engine.dispose()
+
+
+def _admin_engine(url: str, *, shown: str, connect_timeout_seconds: float) -> sa.Engine:
+    """An engine for migrating or probing ``url``; a SQLite file's directory is created first."""
+    try:
+        ensure_sqlite_directory(url)
+    except OSError as exc:
+        raise DatabaseUnreachable(f"database {shown} unreachable: cannot create its directory: {exc}") from exc
+    return make_engine(url, connect_timeout_seconds=connect_timeout_seconds, for_migrations=True)
