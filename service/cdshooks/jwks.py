@@ -91,6 +91,10 @@ class JwksCache:
                 await self._fetch(url, entry)
             return self._usable(entry)
 
+    async def find(self, url: str, kid: str) -> VerificationKey | None:
+        """The key ``kid`` at ``url``: cached keys first, then one (rate-limited) refresh for a rotated key."""
+        return (await self.keys(url)).get(kid) or (await self.refresh(url)).get(kid)
+
     def _entry(self, url: str) -> _Entry:
         entry = self._entries.get(url)
         if entry is None:

@@ -127,7 +127,7 @@ class JwtVerifier:
         if key is not None:
             return key
         if client.jwks_url is not None:
-            key = (await self._jwks.keys(client.jwks_url)).get(kid) or (await self._jwks.refresh(client.jwks_url)).get(kid)
+            key = await self._jwks.find(client.jwks_url, kid)
             if key is not None:
                 return key
         if jku is None:
@@ -135,7 +135,7 @@ class JwtVerifier:
         jku = self._allowed_jku(client, kid=kid, jku=jku)
         if not self._jwks.knows(jku) and not self._may_fetch_new_jku(client.iss):
             raise AuthFailure("kid", f"kid '{kid}' is unknown; fetching another new jku for {client.iss} is rate-limited", issuer=client.iss)
-        key = (await self._jwks.keys(jku)).get(kid) or (await self._jwks.refresh(jku)).get(kid)
+        key = await self._jwks.find(jku, kid)
         if key is None:
             raise AuthFailure("kid", f"kid '{kid}' is not in the JWK Set at {jku[:300]}", issuer=client.iss)
         return key
