@@ -64,6 +64,11 @@ FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _error("The database cannot store the feedback now; retry"),
 }
 
+def _searchset(*resources: dict[str, Any]) -> dict[str, Any]:
+    """A searchset Bundle as an EHR sends it under a prefetch key (for the examples below)."""
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": resource} for resource in resources]}
+
+
 # A patient-view call with complete prefetch: a 66-year-old with active knee osteoarthritis and a
 # BMI of 31.2 (codes from shared/reference/clinical-codes.md: SNOMED 239873007, LOINC 39156-5).
 HOOK_REQUEST_EXAMPLE: dict[str, Any] = {
@@ -72,41 +77,27 @@ HOOK_REQUEST_EXAMPLE: dict[str, Any] = {
     "context": {"patientId": "example", "userId": "Practitioner/example"},
     "prefetch": {
         "patient": {"resourceType": "Patient", "id": "example", "gender": "female", "birthDate": "1959-04-02"},
-        "conditions": {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "entry": [
-                {
-                    "resource": {
-                        "resourceType": "Condition",
-                        "id": "knee-oa",
-                        "clinicalStatus": {
-                            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
-                        },
-                        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "239873007", "display": "Osteoarthritis of knee"}]},
-                        "subject": {"reference": "Patient/example"},
-                        "onsetDateTime": "2021-03-14",
-                    }
-                }
-            ],
-        },
-        "observations": {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "entry": [
-                {
-                    "resource": {
-                        "resourceType": "Observation",
-                        "id": "bmi",
-                        "status": "final",
-                        "code": {"coding": [{"system": "http://loinc.org", "code": "39156-5", "display": "Body mass index (BMI) [Ratio]"}]},
-                        "subject": {"reference": "Patient/example"},
-                        "effectiveDateTime": "2025-01-10",
-                        "valueQuantity": {"value": 31.2, "unit": "kg/m2", "system": "http://unitsofmeasure.org", "code": "kg/m2"},
-                    }
-                }
-            ],
-        },
+        "conditions": _searchset(
+            {
+                "resourceType": "Condition",
+                "id": "knee-oa",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "239873007", "display": "Osteoarthritis of knee"}]},
+                "subject": {"reference": "Patient/example"},
+                "onsetDateTime": "2021-03-14",
+            }
+        ),
+        "observations": _searchset(
+            {
+                "resourceType": "Observation",
+                "id": "bmi",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "39156-5", "display": "Body mass index (BMI) [Ratio]"}]},
+                "subject": {"reference": "Patient/example"},
+                "effectiveDateTime": "2025-01-10",
+                "valueQuantity": {"value": 31.2, "unit": "kg/m2", "system": "http://unitsofmeasure.org", "code": "kg/m2"},
+            }
+        ),
         # FastAPI drops nulls from the document; an empty searchset also means "no data".
         "familyHistory": {"resourceType": "Bundle", "type": "searchset", "total": 0},
     },
@@ -130,22 +121,16 @@ BROKEN_FHIR_HOOK_REQUEST_EXAMPLE: dict[str, Any] = {
                 {},
             ],
         },
-        "observations": {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "entry": [
-                {
-                    "resource": {
-                        "resourceType": "Observation",
-                        "id": "o1",
-                        "status": "final",
-                        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-                        "effectiveDateTime": "2024-13-45",
-                        "valueQuantity": {"value": "eighty", "unit": "stone", "code": "[stone]"},
-                    }
-                }
-            ],
-        },
+        "observations": _searchset(
+            {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                "effectiveDateTime": "2024-13-45",
+                "valueQuantity": {"value": "eighty", "unit": "stone", "code": "[stone]"},
+            }
+        ),
         "familyHistory": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "FamilyMemberHistory", "condition": 7}}]},
     },
 }
