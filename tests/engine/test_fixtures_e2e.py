@@ -10,7 +10,6 @@ each patient; the reasoning per patient is in the comments below).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,8 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from service.app import create_app
-from tests.conftest import SHARED_FIXTURES, SettingsFactory
+from tests.conftest import SHARED_FIXTURES
+from tests.support.prefetch import conformant_prefetch
 
 EVALUATED_AT = datetime(2020, 6, 1, 12, 0, tzinfo=UTC)
 SERVICES = ("back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance")
@@ -75,22 +75,6 @@ def _patient_id(resources: list[dict[str, Any]]) -> str:
     raise AssertionError("no patient in the fixture")
 
 
-def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources), "entry": [{"resource": r} for r in resources]}
-
-
-def _prefetch(template: str, resources: list[dict[str, Any]]) -> Any:
-    """What a conformant EHR puts under a prefetch key for this patient's data."""
-    if template.startswith("Patient/"):
-        return next((r for r in resources if r["resourceType"] == "Patient"), None)
-    resource_type = template.split("?", 1)[0]
-    found = [r for r in resources if r["resourceType"] == resource_type]
-    codes = set(re.findall(r"http://loinc\.org\|([0-9-]+)", template))
-    if codes:
-        found = [r for r in found if {c.get("code") for c in r.get("code", {}).get("coding", [])} & codes]
-    return _searchset(found)
-
-
 @pytest.fixture(scope="module")
 def service_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from service.settings import Settings
@@ -117,7 +101,7 @@ def _call(client: TestClient, path: Path) -> list[dict[str, Any]]:
             "hook": "patient-view",
             "hookInstance": f"e2e-{path.stem[:40]}-{service_id}",
             "context": {"patientId": patient_id, "userId": "Practitioner/e2e"},
-            "prefetch": {key: _prefetch(template, resources) for key, template in discovery[service_id]["prefetch"].items()},
+            "prefetch": {key: conformant_prefetch(template, resources) for key, template in discovery[service_id]["prefetch"].items()},
         }
         response = client.post(f"/cds-services/{service_id}", json=request)
         assert response.status_code == 200, f"{path.name} {service_id}: {response.status_code} {response.text}"

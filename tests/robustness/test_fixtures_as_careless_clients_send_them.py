@@ -14,7 +14,6 @@ with the same cards (rule, indicator, summary) as for the conformant call:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from service.cdshooks.models import CardsResponse
 from tests.conftest import SHARED_FIXTURES
+from tests.support.prefetch import conformant_prefetch, searchset
 
 EVALUATED_AT = datetime(2020, 6, 1, 12, 0, tzinfo=UTC)
 SERVICES = ("back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance")
@@ -56,29 +56,13 @@ def _groups() -> dict[str, Group]:
 GROUPS = _groups()
 
 
-def _searchset(resources: list[dict[str, Any]], *, twice: bool = False) -> dict[str, Any]:
-    entries = [{"resource": r} for r in resources]
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources), "entry": entries * 2 if twice else entries}
-
-
-def _conformant(template: str, resources: list[dict[str, Any]], *, twice: bool) -> Any:
-    if template.startswith("Patient/"):
-        return next((r for r in resources if r["resourceType"] == "Patient"), None)
-    resource_type = template.split("?", 1)[0]
-    found = [r for r in resources if r["resourceType"] == resource_type]
-    codes = set(re.findall(r"http://loinc\.org\|([0-9-]+)", template))
-    if codes:
-        found = [r for r in found if {c.get("code") for c in r.get("code", {}).get("coding", [])} & codes]
-    return _searchset(found, twice=twice)
-
-
 def _prefetch(templates: dict[str, str], group: Group, *, style: str) -> dict[str, Any]:
     _, resources, whole = group
     if style == "whole-bundle":
-        everything = whole or _searchset(resources)
+        everything = whole or searchset(resources)
         patient = next((r for r in resources if r["resourceType"] == "Patient"), None)
         return {key: patient if template.startswith("Patient/") else everything for key, template in templates.items()}
-    return {key: _conformant(template, resources, twice=style == "entries-twice") for key, template in templates.items()}
+    return {key: conformant_prefetch(template, resources, twice=style == "entries-twice") for key, template in templates.items()}
 
 
 @pytest.fixture(scope="module")
