@@ -37,6 +37,7 @@ from service.store.database import DEFAULT_CONNECT_TIMEOUT_SECONDS
 from service.store.store import SUPPRESSION_READ_SECONDS
 from tests.conftest import REPO_ROOT, SettingsFactory
 from tests.robustness.tcp_proxy import TcpProxy, proxy_to
+from tests.support.scratch_postgres import postgres_admin_url, scratch_database
 
 pytestmark = pytest.mark.postgres
 
@@ -48,28 +49,12 @@ WAIT_SECONDS = 15.0
 @pytest.fixture(scope="module")
 def scratch_url() -> Iterator[str]:
     """A new PostgreSQL database at the schema head, on the server of CDS_TEST_DATABASE_URL."""
-    admin = os.environ.get("CDS_TEST_DATABASE_URL")
-    if not admin:
-        pytest.skip("CDS_TEST_DATABASE_URL is not set: database fault tests need PostgreSQL (CI sets it)")
-    name = f"bkc_faults_{uuid.uuid4().hex[:10]}"
-    _admin(admin, f'CREATE DATABASE "{name}"')
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    try:
+    admin = postgres_admin_url("database fault tests need PostgreSQL")
+    with scratch_database(admin, prefix="bkc_faults") as url:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("CDS_")}, "CDS_DATABASE_URL": url}
         upgrade = subprocess.run([sys.executable, "-m", "service", "db", "upgrade"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert upgrade.returncode == 0, upgrade.stderr
         yield url
-    finally:
-        _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(url: str, statement: str) -> None:
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text(statement))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

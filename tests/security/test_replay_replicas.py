@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from service.store import upgrade_database
 from tests.security.conftest import DISCOVERY, ISS, SecureClient, bearer
 from tests.security.keys import ClientKey, jwks_of, sign
-
-PG_ENV = "CDS_TEST_DATABASE_URL"
-
-
-def _admin(url: str, statement: str) -> None:
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text(statement))
-    finally:
-        engine.dispose()
+from tests.support.scratch_postgres import postgres_admin_url, scratch_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -37,17 +23,10 @@ def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
         upgrade_database(url)
         yield url
         return
-    admin = os.environ.get(PG_ENV)
-    if not admin:
-        pytest.skip(f"{PG_ENV} is not set: the PostgreSQL replica test is skipped (CI sets it; see .ci/run)")
-    name = f"bkc_security_{uuid.uuid4().hex[:12]}"
-    _admin(admin, f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    admin = postgres_admin_url("the PostgreSQL replica test is skipped")
+    with scratch_database(admin, prefix="bkc_security") as url:
         upgrade_database(url)
         yield url
-    finally:
-        _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_each_token_is_accepted_by_exactly_one_replica(secure_client: SecureClient, es384_key: ClientKey, shared_database: str) -> None:

@@ -8,28 +8,18 @@ exist yet and can be made to appear mid-test. PostgreSQL tests need ``CDS_TEST_D
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from service.store import upgrade_database
-from tests.store.helpers import AbsentDatabase, ScratchPostgres
-
-PG_ENV = "CDS_TEST_DATABASE_URL"
-
-
-def _pg_admin_url() -> str:
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"{PG_ENV} is not set: PostgreSQL store tests skipped (CI sets it; see .ci/run)")
-    return url
-
+from tests.store.helpers import AbsentDatabase
+from tests.support.scratch_postgres import ScratchPostgres, postgres_admin_url
 
 @pytest.fixture
 def scratch_postgres() -> Iterator[ScratchPostgres]:
-    scratch = ScratchPostgres(admin_url=_pg_admin_url(), created=[])
+    scratch = ScratchPostgres(admin_url=postgres_admin_url("PostgreSQL store tests skipped"))
     try:
         yield scratch
     finally:

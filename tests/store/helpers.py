@@ -12,44 +12,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from service.store import InvocationRecord, IssuedCard
-
-
-@dataclass
-class ScratchPostgres:
-    """Creates and drops databases on the test server, each with a unique name."""
-
-    admin_url: str
-    created: list[str]
-
-    def url_for(self, name: str) -> str:
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
-
-    def new_name(self) -> str:
-        return f"bkc_store_{uuid.uuid4().hex[:12]}"
-
-    def execute(self, statement: str) -> None:
-        engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-        try:
-            with engine.connect() as connection:
-                connection.execute(sa.text(statement))
-        finally:
-            engine.dispose()
-
-    def create(self, name: str) -> str:
-        self.execute(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return self.url_for(name)
-
-    def terminate_connections(self, name: str) -> None:
-        """What a server restart does to the service's pooled connections."""
-        self.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-
-    def drop_all(self) -> None:
-        for name in self.created:
-            self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from tests.support.scratch_postgres import ScratchPostgres  # the store tests import it from here too
 
 
 @dataclass
