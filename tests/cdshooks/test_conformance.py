@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import REPO_ROOT
+from tests.support.no_empty_values import assert_no_null_or_empty
 
 SERVICES = ("back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance")
 EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
@@ -40,23 +41,13 @@ def _all_cards(client: TestClient) -> list[dict[str, Any]]:
     return cards
 
 
-def _assert_no_null_or_empty(value: object, where: str) -> None:
-    assert value is not None and value != "" and value != [] and value != {}, f"{where} is null or empty"
-    if isinstance(value, dict):
-        for key, child in value.items():
-            _assert_no_null_or_empty(child, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            _assert_no_null_or_empty(child, f"{where}[{index}]")
-
-
 def test_case_3_happy_path_cards_have_the_required_shape(client: TestClient) -> None:
     cards = _all_cards(client)
     assert len(cards) >= 3
     uuids = [card["uuid"] for card in cards]
     assert len(uuids) == len(set(uuids))
     for card in cards:
-        _assert_no_null_or_empty(card, card["uuid"])
+        assert_no_null_or_empty(card, card["uuid"])
         assert len(card["summary"]) <= 139
         assert card["indicator"] in {"info", "warning", "critical"}
         assert card["source"]["label"]

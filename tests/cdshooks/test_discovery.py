@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
+
+from tests.support.no_empty_values import assert_no_null_or_empty
 
 SERVICE_IDS = {"back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance"}
 # CDS Hooks 2.0 prefetch tokens valid for patient-view: root-level context fields and user tokens.
@@ -19,23 +22,11 @@ VALID_TOKENS = {
 }
 
 
-def _no_empty_values(value: object, where: str = "$") -> None:
-    assert value is not None, f"{where} is null"
-    if isinstance(value, str | list | dict):
-        assert len(value) > 0, f"{where} is empty"
-    if isinstance(value, dict):
-        for key, child in value.items():
-            _no_empty_values(child, f"{where}.{key}")
-    if isinstance(value, list):
-        for index, child in enumerate(value):
-            _no_empty_values(child, f"{where}[{index}]")
-
-
 def test_discovery_lists_the_three_services_with_valid_prefetch(client: TestClient) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
     body = response.json()
-    _no_empty_values(body)
+    assert_no_null_or_empty(body)
     services = body["services"]
     assert {service["id"] for service in services} == SERVICE_IDS
     pairs = [(service["id"], service["hook"]) for service in services]
@@ -60,3 +51,9 @@ def test_prefetch_declared_per_service_as_the_contract_says(client: TestClient) 
     observations = services["back-knee-risk-factors"]["observations"]
     for loinc in ("39156-5", "29463-7", "8302-2"):
         assert f"http://loinc.org|{loinc}" in observations
+
+
+@pytest.mark.parametrize(("value", "named"), [({"a": [{}]}, "$.a[0] is empty"), ({"a": {"b": None}}, "$.a.b is null"), ([1, ""], "$[1] is empty")])
+def test_the_empty_value_check_names_what_it_found(value: object, named: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(named)):
+        assert_no_null_or_empty(value)
