@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,16 +61,27 @@ class Tally:
     skipped_ticks: int = 0
     feedback_retries: int = 0
 
+    async def timed(self, kind: str, *, label: str, send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response | None:
+        """``send()`` timed and its status counted under ``kind``; None (an error noted) when no answer came."""
+        started = time.perf_counter()
+        try:
+            response = await send()
+        except httpx.HTTPError as exc:
+            self.errors.append(f"{label}: {type(exc).__name__}: {exc}")
+            return None
+        self.latencies[kind].append(time.perf_counter() - started)
+        self.statuses[(kind, str(response.status_code))] += 1
+        return response
+
 
 async def _hook(client: httpx.AsyncClient, tally: Tally, *, service_id: str, patient: PatientData) -> None:
-    started = time.perf_counter()
-    try:
-        response = await client.post(f"/cds-services/{service_id}", content=hook_body(patient), headers={"content-type": "application/json"})
-    except httpx.HTTPError as exc:
-        tally.errors.append(f"hook {service_id}: {type(exc).__name__}: {exc}")
+    response = await tally.timed(
+        "hook",
+        label=f"hook {service_id}",
+        send=lambda: client.post(f"/cds-services/{service_id}", content=hook_body(patient), headers={"content-type": "application/json"}),
+    )
+    if response is None:
         return
-    tally.latencies["hook"].append(time.perf_counter() - started)
-    tally.statuses[("hook", str(response.status_code))] += 1
     if response.status_code != 200:
         tally.errors.append(f"hook {service_id} {patient.patient_id}: {response.status_code} {response.text[:200]}")
         return
@@ -97,14 +108,13 @@ async def _feedback(client: httpx.AsyncClient, tally: Tally, *, card: dict[str, 
     item = _feedback_item(card, rng)
     tally.feedback_sent.add(card["uuid"])
     for attempt in range(_FEEDBACK_ATTEMPTS):
-        started = time.perf_counter()
-        try:
-            response = await client.post(f"/cds-services/{card['_service']}/feedback", json={"feedback": [item]})
-        except httpx.HTTPError as exc:
-            tally.errors.append(f"feedback {card['uuid']}: {type(exc).__name__}: {exc}")
+        response = await tally.timed(
+            "feedback",
+            label=f"feedback {card['uuid']}",
+            send=lambda: client.post(f"/cds-services/{card['_service']}/feedback", json={"feedback": [item]}),
+        )
+        if response is None:
             return
-        tally.latencies["feedback"].append(time.perf_counter() - started)
-        tally.statuses[("feedback", str(response.status_code))] += 1
         if response.status_code == 200:
             tally.feedback_acknowledged.add(card["uuid"])
             return
