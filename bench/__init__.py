@@ -1,1 +1,3 @@
 """``make bench``: the service against a parse-only baseline under the same load (see bench/run.py)."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Robustness runs outside the unit tests: ``make fuzz`` (schemathesis) and ``make soak``."""
+
+__all__: list[str] = []

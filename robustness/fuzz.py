@@ -19,6 +19,8 @@ from pathlib import Path
 
 from robustness.served import VENV_BIN, serve, service_env, upgrade_database
 
+__all__ = ["main", "summarise"]
+
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = VENV_BIN / "st"
 

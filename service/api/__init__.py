@@ -1,1 +1,3 @@
 """Plain HTTP endpoints beside CDS Hooks: health, metrics and the rule catalogue pages."""
+
+__all__: list[str] = []
