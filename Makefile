@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	mkdir -p var
 	CDS_AUTH=$${CDS_AUTH:-off} $(BIN)/back-knee-cds db upgrade
+	@echo "Discovery:  http://127.0.0.1:8080/cds-services"
+	@echo "Try a call: curl -s -X POST -H 'Content-Type: application/json' --data @examples/patient-view-request.json http://127.0.0.1:8080/cds-services/back-knee-risk-factors"
 	CDS_AUTH=$${CDS_AUTH:-off} $(BIN)/back-knee-cds serve --host 127.0.0.1 --port 8080
 
 test: $(VENV)/.installed

@@ -30,6 +30,8 @@ _request_fields: ContextVar[dict[str, object] | None] = ContextVar("request_log_
 _MAX_BOUND_VALUE = 128  # client-chosen values (hookInstance) are cut to this length
 # Libraries that log URLs (a FHIR search URL holds the patient id) or headers at INFO/DEBUG.
 _QUIET_LIBRARIES = ("httpx", "httpcore", "hpack", "h11", "h2", "multipart")
+# Alembic announces each of its plugins at INFO on every start: noise, not events.
+_NOISY_LIBRARIES = ("alembic.runtime.plugins",)
 
 
 @contextmanager
@@ -103,5 +105,5 @@ def configure_logging(log_format: str, level: str = "INFO", *, stream: IO[str] |
         logging.getLogger(name).propagate = True
     # httpx logs every request URL at INFO, and a FHIR search URL names the patient; hpack logs
     # header values (bearer tokens) at DEBUG. Whatever CDS_LOG_LEVEL says, they stay at WARNING.
-    for name in _QUIET_LIBRARIES:
+    for name in _QUIET_LIBRARIES + _NOISY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
