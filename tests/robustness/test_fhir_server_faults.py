@@ -134,7 +134,7 @@ async def test_stalled_calls_do_not_hold_up_calls_with_complete_prefetch(service
 
     async with httpx.AsyncClient(base_url=service.base_url, limits=httpx.Limits(max_connections=32)) as client:
         stalled = [asyncio.create_task(call("stalled", _call(fhir_server.base_url, chauncey))) for _ in range(6)]
-        await asyncio.sleep(0.1)  # the stalled calls are in the service, waiting on the FHIR server
+        await _until_stalled_on(fhir_server, "Condition", calls=len(stalled))
         prompt = [asyncio.create_task(call("complete", _call(fhir_server.base_url, chauncey, prefetch=complete))) for _ in range(12)]
         results = await asyncio.gather(*stalled, *prompt)
     for kind, response, elapsed in results:
@@ -154,6 +154,16 @@ async def test_after_every_fault_the_service_is_healthy_and_logged_no_traceback(
     assert 'cds_fhir_fetches_total{outcome="timeout"}' in metrics
     assert service.server_errors() == []
     assert "Traceback" not in Path(service.log_path).read_text(encoding="utf-8")
+
+
+async def _until_stalled_on(fhir_server: FhirTestServer, resource_type: str, *, calls: int) -> None:
+    """Wait until ``calls`` requests for ``resource_type`` reached the FHIR server (each call is then
+    in the service, waiting on it). The bound is generous, not a speed claim: a loaded machine may
+    take a while to get them there, and a fixed sleep could start the other calls too early."""
+    deadline = time.monotonic() + 10
+    while sum(r.resource_type == resource_type for r in fhir_server.requests) < calls:
+        assert time.monotonic() < deadline, f"{calls} {resource_type} requests did not reach the FHIR server within 10 s"
+        await asyncio.sleep(0.01)
 
 
 def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:

@@ -47,6 +47,29 @@ def _metric(client: TestClient, name: str) -> float:
     raise AssertionError(f"metric {name} not found")
 
 
+def _readiness_until(client: TestClient, reason: str | None) -> dict[str, Any]:
+    """The readiness answer once it says ``reason`` (None: ready), waiting a generous bound for it.
+
+    A readiness request shares a probe already running in the background (probes every 50 ms
+    here), which may have looked at the database just before the test changed it; the next
+    probe sees the change. So the answer right after a change may still be the old one.
+    """
+    answers: list[dict[str, Any]] = []
+
+    def says_it() -> bool:
+        response = client.get("/health/ready")
+        answers.append({"status_code": response.status_code, **response.json()})
+        if reason is None:
+            return response.status_code == 200 and response.json()["status"] == "ready"
+        return response.status_code == 503 and str(response.json()["reason"]).startswith(reason)
+
+    try:
+        _until(says_it)
+    except AssertionError as exc:
+        raise AssertionError(f"readiness never said {reason or 'ready'!r}; last answer {answers[-1]}") from exc
+    return answers[-1]
+
+
 def test_readiness_is_503_until_the_database_appears(make_settings: SettingsFactory, absent_database: AbsentDatabase) -> None:
     settings = make_settings(database_url=absent_database.url, database_retry_seconds=0.05)
     with TestClient(create_app(settings)) as client:
@@ -54,13 +77,9 @@ def test_readiness_is_503_until_the_database_appears(make_settings: SettingsFact
         assert down.status_code == 503
         assert down.json()["reason"].startswith("database unreachable: ")
         absent_database.appear()
-        empty = client.get("/health/ready")
-        assert empty.status_code == 503
-        assert empty.json()["reason"].startswith("migrations not applied")
+        _readiness_until(client, "migrations not applied")
         upgrade_database(absent_database.url)
-        ready = client.get("/health/ready")
-        assert ready.status_code == 200, ready.text
-        assert ready.json()["status"] == "ready"
+        _readiness_until(client, None)
 
 
 def test_the_app_migrates_by_itself_when_told_to(make_settings: SettingsFactory, absent_database: AbsentDatabase) -> None:
