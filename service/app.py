@@ -20,6 +20,7 @@ from service.cdshooks.instrumentation import RequestMetricsMiddleware
 from service.cdshooks.openapi_docs import install_openapi
 from service.cdshooks.security import build_verifier, install_security, load_clients, log_security_posture
 from service.engine.catalogue import load_catalogue
+from service.fhir import ValidationMemo
 from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
 from service.settings import Settings, settings_from_env
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                     max_resources=settings.max_prefetch_resources,
                     max_page_bytes=settings.max_body_bytes,
                 ),
+                validation_memo=ValidationMemo(settings.validation_cache_size),
                 verifier=build_verifier(settings, trusted_clients, http=http, remember_jti=store.remember_jti),
                 clock=clock or utc_now,
             )

@@ -17,7 +17,7 @@ from service.cards import UuidFactory, build_card, new_uuid
 from service.cdshooks.models import Card
 from service.engine.catalogue import Catalogue
 from service.engine.evaluate import evaluate
-from service.fhir import PatientFacts, compute_facts
+from service.fhir import PatientFacts, ValidationMemo, compute_facts
 from service.store.records import IssuedCard
 
 __all__ = ["Evaluation", "evaluate_facts", "evaluate_service", "patient_facts"]
@@ -48,9 +48,16 @@ def evaluate_service(
     )
 
 
-def patient_facts(data: Iterable[dict[str, Any]], *, catalogue: Catalogue, patient_id: str | None, today: date) -> PatientFacts:
+def patient_facts(
+    data: Iterable[dict[str, Any]],
+    *,
+    catalogue: Catalogue,
+    patient_id: str | None,
+    today: date,
+    memo: ValidationMemo | None = None,
+) -> PatientFacts:
     """The facts of the catalogue about one patient: the part of the path that reads the FHIR data."""
-    return compute_facts(data, patient_id=patient_id, today=today, definitions=catalogue.fact_definitions)
+    return compute_facts(data, patient_id=patient_id, today=today, definitions=catalogue.fact_definitions, memo=memo)
 
 
 def evaluate_facts(

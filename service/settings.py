@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=64, ge=8)
     jwt_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
     jwks_cache_seconds: int = Field(default=300, ge=0)
+    # Validation outcomes remembered by resource content (0: validate every resource of every call).
+    validation_cache_size: int = Field(default=20_000, ge=0)
     audit_queue_size: int = Field(default=10_000, ge=1)
     database_retry_seconds: float = Field(default=1.0, gt=0)
     # Apply Alembic migrations once the database answers (the container sets it; `make run` runs `db upgrade`).

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.jwt_verifier import JwtVerifier
 from service.engine.catalogue import Catalogue
+from service.fhir import ValidationMemo
 from service.metrics import Metrics
 from service.privacy import PatientHasher
 from service.settings import Settings
@@ -34,6 +35,7 @@ class AppState:
     store: Store
     http: httpx.AsyncClient
     gatherer: Gatherer
+    validation_memo: ValidationMemo
     verifier: JwtVerifier | None = None  # None with CDS_AUTH=off
     # The time of a request; its UTC date is the evaluation date ("today"). Tests fix it.
     clock: Callable[[], datetime] = utc_now

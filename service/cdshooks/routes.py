@@ -96,6 +96,7 @@ async def call_service(service_id: str, request: Request, state: State) -> Respo
         catalogue=state.catalogue,
         patient_id=patient_id,
         today=today,
+        memo=state.validation_memo,
     )
     # Waiting for the database below, this call holds its facts, not its parsed prefetch: peak
     # memory must not grow with concurrent calls times body size (make bench, heavy workload).

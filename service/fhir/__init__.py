@@ -7,15 +7,17 @@ The two entry points the rest of the service calls (signatures kept stable):
     ``service.catalogue_error.CatalogueError`` naming the file, entry and field. Load once
     (at start-up, with the catalogue) and pass the result along; it holds compiled matchers.
 
-``compute_facts(data, *, patient_id, today, definitions) -> PatientFacts``
+``compute_facts(data, *, patient_id, today, definitions, memo=None) -> PatientFacts``
     ``data``: any iterable of FHIR resources and Bundles (dicts; a prefetch's values, a file's
     content). Every fact named in ``facts.yaml`` is in ``PatientFacts.facts``, holding or not,
     with evidence. Invalid relevant resources are skipped and listed in ``skipped``; it never
-    raises on bad FHIR.
+    raises on bad FHIR. ``memo``: a ``ValidationMemo`` kept across calls (validation outcomes by
+    resource content), or None to validate afresh.
 """
 
 from service.fhir.definitions import FactDefinitions, load_fact_definitions
 from service.fhir.facts import compute_facts
 from service.fhir.model import Evidence, Fact, PatientFacts
+from service.fhir.validation import ValidationMemo
 
-__all__ = ["Evidence", "Fact", "FactDefinitions", "PatientFacts", "compute_facts", "load_fact_definitions"]
+__all__ = ["Evidence", "Fact", "FactDefinitions", "PatientFacts", "ValidationMemo", "compute_facts", "load_fact_definitions"]

@@ -42,7 +42,7 @@ from service.fhir.records import (
 )
 from service.fhir.resources import select_resources
 from service.fhir.units import rounded
-from service.fhir.validation import ResourceValidator
+from service.fhir.validation import ResourceValidator, ValidationMemo
 
 __all__ = ["compute_facts"]
 
@@ -89,12 +89,14 @@ def compute_facts(
     patient_id: str | None,
     today: date,
     definitions: FactDefinitions,
+    memo: ValidationMemo | None = None,
 ) -> PatientFacts:
     """Every fact of ``definitions`` about one patient on ``today``.
 
     ``data``: resources and Bundles of any type, in any mix (a prefetch's values, a file).
     With ``patient_id``, resources about another patient are ignored; without it, the first
     Patient in the data is the patient. Never raises on bad FHIR; see ``PatientFacts.skipped``.
+    ``memo``: validation outcomes remembered across calls (the service keeps one).
     """
     matcher = definitions.matcher
     selection = select_resources(
@@ -105,7 +107,7 @@ def compute_facts(
         member_concepts=_member_concepts(definitions),
         observation_concepts={obs.concept: name for name, obs in definitions.observations.items()},
     )
-    validator = ResourceValidator()
+    validator = ResourceValidator(memo)
     record = None
     if selection.patient is not None and validator.valid(selection.patient):
         record = read_patient(selection.patient)

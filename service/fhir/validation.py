@@ -8,14 +8,16 @@ record (architecture.md: "skipped and reported, not a 500"). Only pydantic's
 from __future__ import annotations
 
 from functools import lru_cache
+from hashlib import blake2b
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import BaseModel, ValidationError
 
 from service.fhir.dates import with_timezones
 
-__all__ = ["ResourceValidator", "describe"]
+__all__ = ["ResourceValidator", "ValidationMemo", "describe"]
 
 _MAX_REASONS = 3
 
@@ -35,10 +37,56 @@ def describe(resource: dict[str, Any]) -> str:
     return name
 
 
+class ValidationMemo:
+    """What validation concluded about a resource, by the resource's content, across calls.
+
+    Validation is a pure function of a resource's JSON, and the same resources arrive again and
+    again: an EHR calls every service of a hook with the same prefetch (three services share
+    patient-view here), opens the same chart many times a day, and fires order-select on each
+    selection. R4B costs 0.1-0.2 ms per Condition or Observation; a lookup costs a few
+    microseconds. Keys are 16-byte BLAKE2b digests of the resource's JSON, so no patient data is
+    kept beyond a skipped resource's "Condition/<id>: why" line; when full, the oldest go first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._outcomes: dict[bytes, str | None] = {}  # digest -> why invalid, or None when valid
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def why_invalid(self, resource: dict[str, Any]) -> str | None:
+        """As ``_why_invalid``, remembered by the resource's content."""
+        digest = self._digest(resource)
+        if digest is None:
+            return _why_invalid(resource)
+        if digest in self._outcomes:
+            self.hits += 1
+            return self._outcomes[digest]
+        self.misses += 1
+        outcome = _why_invalid(resource)
+        if len(self._outcomes) >= self._size:
+            del self._outcomes[next(iter(self._outcomes))]  # dicts keep insertion order: the oldest
+        self._outcomes[digest] = outcome
+        return outcome
+
+    def _digest(self, resource: dict[str, Any]) -> bytes | None:
+        """None (not remembered) when the memo is off or the resource is not plain JSON."""
+        if self._size == 0:
+            return None
+        try:
+            return blake2b(orjson.dumps(resource), digest_size=16).digest()
+        except orjson.JSONEncodeError:  # a Decimal or a non-string key: read from a file, not HTTP
+            return None
+
+
 class ResourceValidator:
     """Validates each resource at most once and collects why the invalid ones were skipped."""
 
-    def __init__(self) -> None:
+    def __init__(self, memo: ValidationMemo | None = None) -> None:
+        self._why_invalid = memo.why_invalid if memo is not None else _why_invalid
         self._results: dict[int, bool] = {}
         self._keep: list[dict[str, Any]] = []  # keeps ids in _results meaning the same object
         self._skipped: list[str] = []
@@ -54,24 +102,28 @@ class ResourceValidator:
         if known is not None:
             return known
         self._keep.append(resource)
-        try:
-            _model(resource["resourceType"]).model_validate(_lenient(resource))
-        except ValidationError as exc:
-            self._results[key] = False
-            self._skipped.append(f"{describe(resource)}: not valid FHIR R4: {_reasons(exc)}")
-            return False
-        except (AttributeError, TypeError) as exc:
-            # fhir.resources 8.3 crashes instead of failing validation on a primitive extension
-            # that is JSON but not an object ("_birthDate": "0"); the resource is invalid all the same.
-            self._results[key] = False
-            self._skipped.append(f"{describe(resource)}: not valid FHIR R4: {type(exc).__name__}: {exc}")
-            return False
-        self._results[key] = True
-        return True
+        invalid_because = self._why_invalid(resource)
+        self._results[key] = invalid_because is None
+        if invalid_because is not None:
+            self._skipped.append(invalid_because)
+        return invalid_because is None
 
     def skip(self, resource: dict[str, Any], reason: str) -> None:
         """Record a relevant resource that is valid FHIR but cannot be used (an unknown unit ...)."""
         self._skipped.append(f"{describe(resource)}: {reason}")
+
+
+def _why_invalid(resource: dict[str, Any]) -> str | None:
+    """None when ``resource`` is valid FHIR R4 as the facts read it; else the skip line."""
+    try:
+        _model(resource["resourceType"]).model_validate(_lenient(resource))
+    except ValidationError as exc:
+        return f"{describe(resource)}: not valid FHIR R4: {_reasons(exc)}"
+    except (AttributeError, TypeError) as exc:
+        # fhir.resources 8.3 crashes instead of failing validation on a primitive extension
+        # that is JSON but not an object ("_birthDate": "0"); the resource is invalid all the same.
+        return f"{describe(resource)}: not valid FHIR R4: {type(exc).__name__}: {exc}"
+    return None
 
 
 # "Validate what you use" (architecture.md): per resource type, the elements that the selection
