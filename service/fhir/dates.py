@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -53,25 +53,18 @@ def parse_when(value: object) -> When | None:
             return _from_day(date(int(year), int(month or 1), int(day or 1)))
         except ValueError:
             return None
-    match = _DATETIME.fullmatch(text)
-    if not match:
+    if not _DATETIME.fullmatch(text):
         return None
-    year, month, day, hour, minute, second, fraction, offset = match.groups()
     try:
-        micro = int((fraction or "0")[:6].ljust(6, "0"))
-        tz = UTC if offset in (None, "Z") else _offset(offset)
-        moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tzinfo=tz
-        ).astimezone(UTC)
-    except ValueError:
+        # The pattern keeps to FHIR's forms; within them Python 3.11 reads exactly what FHIR means
+        # (digits past microseconds dropped, Z as UTC), in C: a fifth of the cost of building it here.
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # 2024-02-30, 25:00, 23:59:60, an offset of 24 h or more
         return None
     return When(moment, moment.date())
-
-
-def _offset(text: str) -> timezone:
-    sign = -1 if text[0] == "-" else 1
-    hours, minutes = int(text[1:3]), int(text[4:6])
-    return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
 def first_day(value: object) -> date | None:

@@ -249,13 +249,24 @@ class Measurement:
     observation: str  # the observation definition: "body_weight"
     when: When
     value: Decimal
-    shown: str  # "185 lbs (83.9 kg)"
     concept: str  # the observation's concept, for its label
+    written: Decimal  # the value as the resource writes it, in
+    unit_code: str  # ... this UCUM unit
+    quantity: str  # the definition's quantity: "mass", "length" or "body_mass_index"
 
     def evidence(self, matcher: CodeMatcher, concepts: Mapping[str, Concept]) -> Evidence:
-        """Labelled only when used: most readings of a long history never are."""
+        """Labelled and shown only when used: most readings of a long history never are."""
         label = pick_label(_labels(self.resource.get("code"), matcher, concepts), (self.concept,))
-        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown)
+        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown())
+
+    def shown(self) -> str:
+        """As written, then in the unit clinicians read: "185 lbs (83.9 kg)"."""
+        shown_unit, shown_factor = _SHOWN_IN[self.quantity]
+        unit_text = _string(self.resource.get("valueQuantity", {}).get("unit"))
+        written = f"{_number(self.written)} {unit_text or self.unit_code}"
+        if self.unit_code == shown_unit:
+            return written
+        return f"{written} ({_number(self.value * shown_factor)} {shown_unit})"
 
 
 class Unusable(str):
@@ -295,19 +306,17 @@ def read_measurement(
     when = _effective(resource)
     if when is None:
         return Unusable("no effective date (effective[x] or issued)")
-    canonical = unit.to_canonical(value)
-    shown_unit, shown_factor = _SHOWN_IN[definition.quantity]
-    written = f"{_number(value)} {_string(quantity.get('unit')) or unit_code}"
-    shown = written if unit_code == shown_unit else f"{written} ({_number(canonical * shown_factor)} {shown_unit})"
     resource_id = resource.get("id")
     return Measurement(
         resource=resource,
         resource_id=resource_id if isinstance(resource_id, str) else None,
         observation=name,
         when=when,
-        value=canonical,
-        shown=shown,
+        value=unit.to_canonical(value),
         concept=definition.concept,
+        written=value,
+        unit_code=unit_code,
+        quantity=definition.quantity,
     )
 
 

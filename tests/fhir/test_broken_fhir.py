@@ -141,3 +141,12 @@ def test_mutated_real_resources_never_raise(definitions: FactDefinitions) -> Non
         patient_id = rng.choice([None, "2a3d4d46-512f-480f-8eb9-5a11ef3b2176", "other"])
         facts = compute_facts(data, patient_id=patient_id, today=TODAY, definitions=definitions)
         assert set(facts.facts) == set(definitions.facts)
+
+
+def test_a_datetime_outside_the_years_python_counts_is_no_date(definitions: FactDefinitions) -> None:
+    # 0001-01-01T00:30+01:00 is in year 0 in UTC: once an OverflowError out of the facts (a 500).
+    early = weight(80, "2024-05-01", resource_id="early")
+    early["effectiveDateTime"] = "0001-01-01T00:30:00+01:00"
+    facts = facts_of(definitions, early, weight(90, "2024-05-01"))
+    assert not facts.holds("recent_weight_gain")
+    assert any(line.startswith("Observation/early: no effective date") for line in facts.skipped)

@@ -28,9 +28,21 @@ def test_first_day(text: str, day: date) -> None:
     assert first_day(text) == day
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "2024-13", "2024-02-30", "2024-03-09T25:00:00Z", "20240309", None, 2024])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", "yesterday", "2024-13", "2024-02-30", "2024-03-09T25:00:00Z", "20240309", None, 2024,
+        "2024-03-09 10:00:00Z", "2024-03-09T10:00:00+24:00", "2024-03-09T23:59:60Z", "2024-W10",
+        "0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00",  # before year 1 / after 9999 in UTC
+    ],
+)
 def test_not_a_date(text: object) -> None:
     assert parse_when(text) is None
+
+
+def test_digits_past_microseconds_are_dropped() -> None:
+    when = parse_when("2024-03-09T10:00:00.1234567-01:30")
+    assert when is not None and when.instant == datetime(2024, 3, 9, 11, 30, 0, 123456, tzinfo=UTC)
 
 
 def test_instants_order_events_across_offsets() -> None:
