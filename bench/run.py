@@ -44,6 +44,7 @@ from bench.servers import (
     cpu_seconds,
     peak_rss_mb,
     placement,
+    BASELINE_APPS,
     start_baseline,
     start_service,
     wait_live,
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--nice", type=int, default=-10, help="niceness of the servers and wrk (default -10 as root: less noise from other work)"
     )
+    parser.add_argument(
+        "--baseline", choices=sorted(BASELINE_APPS), default="fastapi",
+        help="the parse-only app: on FastAPI like the service (default), or on bare Starlette (the server's floor)",
+    )
+    parser.add_argument(
+        "--validation-cache", type=int, metavar="N",
+        help="the service's CDS_VALIDATION_CACHE_SIZE (default: the service's default; 0 validates every resource of every call)",
+    )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     return parser
@@ -122,9 +131,11 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
             bodies[workload.name].write_bytes(workload.body)
         database = tmp / "audit.sqlite3"
         env = _service_env(tmp, database=database, max_body=max(len(w.body) for w in workloads))
+        if args.validation_cache is not None:
+            env["CDS_VALIDATION_CACHE_SIZE"] = str(args.validation_cache)
         _migrate(env)
         service = start_service(env=env, log_path=tmp / "service.log", prefix=server_prefix)
-        baseline = start_baseline(log_path=tmp / "baseline.log", prefix=server_prefix)
+        baseline = start_baseline(log_path=tmp / "baseline.log", prefix=server_prefix, kind=args.baseline)
         try:
             wait_live(service)
             wait_live(baseline)
@@ -165,6 +176,8 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
             "warmup_s": args.warmup,
             "rounds": args.rounds,
             "smoke": args.smoke,
+            "baseline": args.baseline,
+            "validation_cache": args.validation_cache,
         },
         "workloads": [
             {"name": w.name, "resources": w.resources, "body_bytes": len(w.body), "description": w.description, **checked[w.name]}
@@ -354,6 +367,10 @@ def _print_summary(
     print(f"\nback-knee-cds bench ({results['started']}, commit {machine['commit']}, {machine['cpus']} CPUs,"
           f" load average {machine['load_average_before'][0]} -> {machine['load_average_after'][0]};"
           f" uvicorn: {machine['uvicorn']['loop']}, {machine['uvicorn']['http']})")
+    settings = results["settings"]
+    cache = settings["validation_cache"]
+    print(f"  baseline: {settings['baseline']} ({BASELINE_APPS[settings['baseline']]});"
+          f" service validation cache: {'default' if cache is None else cache}")
     for workload, info in zip(workloads, results["workloads"]):
         print(f"  {workload.name}: {workload.description}; {len(workload.body) / 1024:.0f} KiB; {info['cards']} cards")
     print()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "BASELINE_APPS",
     "Server",
     "ServerError",
     "cpu_seconds",
@@ -106,10 +107,14 @@ def start_service(*, env: Mapping[str, str], log_path: Path, prefix: Sequence[st
     return _start("service", [*prefix, *command], port=port, env=env, log_path=log_path)
 
 
-def start_baseline(*, log_path: Path, prefix: Sequence[str] = ()) -> Server:
+# --baseline -> the app in bench/baseline_app.py
+BASELINE_APPS = {"fastapi": "bench.baseline_app:app", "starlette": "bench.baseline_app:starlette_app"}
+
+
+def start_baseline(*, log_path: Path, prefix: Sequence[str] = (), kind: str = "fastapi") -> Server:
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "uvicorn", BASELINE_APPS[kind], "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1", "--no-access-log", "--log-level", "warning",
     ]
     return _start("baseline", [*prefix, *command], port=port, env=os.environ, log_path=log_path)

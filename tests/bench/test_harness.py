@@ -9,7 +9,8 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from bench.baseline_app import app as baseline_app
+from bench.baseline_app import app as fastapi_baseline
+from bench.baseline_app import starlette_app as starlette_baseline
 from bench.loadgen import LoadResult, WrkError, parse_wrk_output
 from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, median_round, sweep_slopes
 from bench.servers import cpu_seconds
@@ -66,9 +67,11 @@ def test_targets_not_measured_are_said_so() -> None:
     assert {t.met for t in targets} == {None}
 
 
-def test_baseline_only_parses_and_answers() -> None:
-    with TestClient(baseline_app) as client:
+@pytest.mark.parametrize("baseline", [fastapi_baseline, starlette_baseline], ids=["fastapi", "starlette"])
+def test_baseline_only_parses_and_answers(baseline: object) -> None:
+    with TestClient(baseline) as client:  # type: ignore[arg-type]
         response = client.post("/cds-services/back-knee-risk-factors", content=b'{"hook": "patient-view", "context": {}}')
+        assert client.get("/health/live").status_code == 200
     assert response.status_code == 200
     assert response.json() == {"cards": [], "keys": 2}
 
