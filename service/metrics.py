@@ -31,6 +31,28 @@ class Metrics:
         self.auth_failures = Counter(
             "cds_auth_failures_total", "Requests refused with 401, by failed check", ["check"], registry=self.registry
         )
+        # The labelled children of the per-call metrics, looked up once per label value: labels()
+        # checks and sorts its arguments under a lock on every call. The label values are bounded
+        # (service ids, HTTP statuses, rule ids) and prometheus_client keeps each child anyway.
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._card_children: dict[str, Counter] = {}
+
+    def record_request(self, service: str, status: int, seconds: float) -> None:
+        """One answered CDS Hooks request: ``cds_requests_total`` and ``cds_request_seconds``."""
+        children = self._request_children.get((service, status))
+        if children is None:
+            labels = {"service": service, "status": str(status)}
+            children = self._request_children[(service, status)] = (self.requests.labels(**labels), self.latency.labels(**labels))
+        requests, latency = children
+        requests.inc()
+        latency.observe(seconds)
+
+    def record_card(self, rule_id: str) -> None:
+        """One card issued by ``rule_id``: ``cds_cards_total``."""
+        child = self._card_children.get(rule_id)
+        if child is None:
+            child = self._card_children[rule_id] = self.cards.labels(rule=rule_id)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

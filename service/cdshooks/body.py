@@ -52,6 +52,9 @@ def validate_body(model: type[ModelT], data: Any) -> ModelT:
 
 # A backslash and the character it escapes (JSON escapes are a backslash and one character, or \uXXXX).
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
+# Escapes cut out one by one with bytes.find (memchr) before the rest goes to the regex: a body
+# with a few escapes is the common case, and the regex scans every byte (15 us on 35 KB).
+_ESCAPES_FOUND_ONE_BY_ONE = 16
 # Every byte but the four brackets and the quote is deleted; curly brackets become square ones.
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'{}[]"')
 _CURLY_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
@@ -64,8 +67,9 @@ def nesting_exceeds(body: bytes, limit: int) -> bool:
     of every value in Python cost three times the JSON parse itself on a large prefetch
     (``python -m bench.profile``). Strings are taken out first so brackets inside them do not count.
     """
-    if b"\\" in body:
-        body = _ESCAPE.sub(b"", body)  # no escaped quote left: every quote now delimits a string
+    # No escaped quote (nor an escaped backslash before a quote): every quote already delimits a string.
+    if b'\\"' in body:
+        body = _without_escapes(body)
     structure = body.translate(_CURLY_TO_SQUARE, _NOT_STRUCTURE)
     # Two adjacent quotes are an empty string or the gap between two strings: dropping them keeps
     # every bracket on its side of the quotes. What stays quoted is the rare string with a bracket in it.
@@ -78,3 +82,18 @@ def nesting_exceeds(body: bytes, limit: int) -> bool:
             return False
         structure = structure.replace(b"[]", b"")
     return bool(structure)
+
+
+def _without_escapes(body: bytes) -> bytes:
+    """``body`` with every escape (a backslash and the byte after it) cut out, as ``_ESCAPE.sub`` does."""
+    kept = []
+    start = 0
+    for _ in range(_ESCAPES_FOUND_ONE_BY_ONE):
+        at = body.find(b"\\", start)
+        if at < 0:
+            kept.append(body[start:])
+            return b"".join(kept)
+        kept.append(body[start:at])
+        start = at + 2
+    kept.append(_ESCAPE.sub(b"", body[start:]))  # many escapes: one regex pass over the rest
+    return b"".join(kept)

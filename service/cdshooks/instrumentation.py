@@ -36,9 +36,7 @@ class RequestMetricsMiddleware:
         finally:
             state = getattr(scope.get("app").state, "cds", None) if scope.get("app") else None
             if state is not None:
-                label = _service_label(path, state.catalogue.services)
-                state.metrics.requests.labels(service=label, status=str(status)).inc()
-                state.metrics.latency.labels(service=label, status=str(status)).observe(time.perf_counter() - started)
+                state.metrics.record_request(_service_label(path, state.catalogue.services), status, time.perf_counter() - started)
 
 
 def _service_label(path: str, known: object) -> str:
