@@ -95,6 +95,16 @@ class Catalogue:
     # The facts layer's own definitions (value sets, parameters), handed to compute_facts.
     fact_definitions: FactDefinitions | None = None
     article: str = ""
+    # Indexes of ``rules`` built once with the catalogue: every call of a service asks for them.
+    _rules_by_service: Mapping[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _rule_order: Mapping[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_service: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            by_service.setdefault(rule.service, []).append(rule)
+        object.__setattr__(self, "_rules_by_service", {service: tuple(rules) for service, rules in by_service.items()})
+        object.__setattr__(self, "_rule_order", {rule.id: index for index, rule in enumerate(self.rules)})
 
     def service(self, service_id: str) -> ServiceDefinition | None:
         return self.services.get(service_id)
@@ -107,7 +117,11 @@ class Catalogue:
 
     def rules_for(self, service_id: str) -> tuple[Rule, ...]:
         """A service's rules in catalogue order."""
-        return tuple(rule for rule in self.rules if rule.service == service_id)
+        return self._rules_by_service.get(service_id, ())
+
+    def rule_order(self, rule_id: str) -> int:
+        """The rule's position in the catalogue (findings of equal urgency keep this order)."""
+        return self._rule_order[rule_id]
 
     @property
     def suppress_days(self) -> dict[str, int]:

@@ -19,6 +19,7 @@ __all__ = [
     "ConditionError",
     "CountOf",
     "FactRef",
+    "Holds",
     "Not",
     "parse_condition",
 ]

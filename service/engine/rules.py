@@ -7,7 +7,7 @@ misspelt ``suppress_day`` must fail ``rules check``, not silently fall back to a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -151,14 +151,19 @@ class Rule:
     suggestions: tuple[SuggestionSpec, ...]
     thresholds: Mapping[str, int | float]  # parameters of every fact the rule uses
     file: str
+    # Worked out once when the rule is built: every evaluation asks for them.
+    _fact_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    def fact_names(self) -> tuple[str, ...]:
-        """Every fact the rule reads: its condition first, then its reasons."""
+    def __post_init__(self) -> None:
         names = list(self.condition.fact_names())
         for reason in self.reasons:
             names.extend(reason.when.fact_names())
             names.append(reason.fact)
-        return tuple(dict.fromkeys(names))
+        object.__setattr__(self, "_fact_names", tuple(dict.fromkeys(names)))
+
+    def fact_names(self) -> tuple[str, ...]:
+        """Every fact the rule reads: its condition first, then its reasons."""
+        return self._fact_names
 
     @staticmethod
     def default_when(fact: str) -> Condition:

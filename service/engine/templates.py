@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Template", "TemplateError"]
 
@@ -26,6 +26,12 @@ class Template:
 
     text: str
     placeholders: tuple[str, ...]
+    # The text split at its placeholders once, at load: literal, name, literal, ..., literal.
+    # Rendering joins the pieces instead of running a regex with a callback per card (~1 us each).
+    _pieces: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_pieces", tuple(_PLACEHOLDER.split(self.text)))
 
     @classmethod
     def parse(cls, text: str, *, allowed: frozenset[str]) -> Template:
@@ -45,7 +51,8 @@ class Template:
 
     def render(self, values: Mapping[str, str], *, missing: Callable[[str], str]) -> str:
         """Fill the placeholders; ``missing(name)`` supplies text for a value the data lacks."""
-        return _PLACEHOLDER.sub(
-            lambda match: values[match.group(1)] if match.group(1) in values else missing(match.group(1)),
-            self.text,
-        )
+        pieces = list(self._pieces)
+        for index in range(1, len(pieces), 2):  # odd positions hold the placeholder names
+            name = pieces[index]
+            pieces[index] = values[name] if name in values else missing(name)
+        return "".join(pieces)
