@@ -11,8 +11,8 @@ and ``hookInstance`` once the body is read), bound with :func:`request_log_conte
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -37,12 +37,18 @@ _NOISY_LIBRARIES = ("alembic.runtime.plugins",)
 @contextmanager
 def request_log_context() -> Iterator[str]:
     """Bind a new ``request_id`` to every log line until the block ends; yields the id."""
-    request_id = uuid.uuid4().hex[:16]
+    request_id = _new_request_id()
     token = _request_fields.set({"request_id": request_id})
     try:
         yield request_id
     finally:
         _request_fields.reset(token)
+
+
+def _new_request_id() -> str:
+    """``uuid.uuid4().hex[:16]`` (its version digit 4 included) from 8 random bytes, without
+    building a UUID from 16 (2.5 -> 1 us, once per request)."""
+    return f"{(int.from_bytes(os.urandom(8), 'big') & ~0xF000) | 0x4000:016x}"
 
 
 def bind_request_fields(**fields: str | int | None) -> None:
