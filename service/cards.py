@@ -188,19 +188,19 @@ def _detail(finding: Finding, parts: _RuleParts) -> str:
 
 
 def _evidence_line(evidence: Evidence) -> str:
-    reference = evidence.reference
+    reference, label = evidence.reference, evidence.label
     if reference and _FHIR_ID.match(evidence.resource_id or "") and evidence.resource_type.isalpha():
-        parts = [f"`{reference}`: {_escape(evidence.label)}"]
+        line = f"`{reference}`: {_escape(label)}"
     elif reference:
-        parts = [f"{_escape(reference)}: {_escape(evidence.label)}"]
+        line = f"{_escape(reference)}: {_escape(label)}"
     else:
-        parts = [f"{_escape(evidence.resource_type)} (no id): {_escape(evidence.label)}"]
+        line = f"{_escape(evidence.resource_type)} (no id): {_escape(label)}"
     # The label may already say the date or value ("Birth date 1958-02-24"): say each once.
-    if evidence.date is not None and evidence.date.isoformat() not in evidence.label:
-        parts.append(evidence.date.isoformat())
-    if evidence.value and evidence.value not in evidence.label:
-        parts.append(_escape(evidence.value))
-    return ", ".join(parts)
+    if evidence.date is not None and (day := evidence.date.isoformat()) not in label:
+        line += f", {day}"
+    if evidence.value and evidence.value not in label:
+        line += f", {_escape(evidence.value)}"
+    return line
 
 
 def _escape(text: str) -> str:
