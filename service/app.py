@@ -19,6 +19,7 @@ from service.cdshooks.gathering import Gatherer
 from service.cdshooks.instrumentation import RequestMetricsMiddleware
 from service.cdshooks.openapi_docs import install_openapi
 from service.cdshooks.security import build_verifier, install_security, load_clients, log_security_posture
+from service.cards import CardBuilder
 from service.engine.catalogue import load_catalogue
 from service.fhir import ValidationMemo
 from service.metrics import Metrics
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
             app.state.cds = AppState(
                 settings=settings,
                 catalogue=catalogue,
+                cards=CardBuilder(catalogue),
                 metrics=metrics,
                 hasher=hasher,
                 store=store,

@@ -26,7 +26,7 @@ from service.engine.rules import Rule, SuggestionSpec
 from service.engine.templates import Template
 from service.fhir.model import Evidence
 
-__all__ = ["SUMMARY_LIMIT", "build_card", "build_cards", "format_value", "new_uuid"]
+__all__ = ["SUMMARY_LIMIT", "CardBuilder", "build_card", "build_cards", "format_value", "new_uuid"]
 
 SUMMARY_LIMIT = 139  # CDS Hooks: summary SHALL be under 140 characters
 # ServiceRequest.reasonReference may point at these (FHIR R4).
@@ -43,16 +43,34 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+class CardBuilder:
+    """Builds one catalogue's cards; what each rule's cards share is built once, with the builder.
+
+    Built once per app (and per CLI run) beside the catalogue and passed in, like the catalogue.
+    """
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._parts = {rule.id: _RuleParts.of(catalogue, rule) for rule in catalogue.rules}
+
+    def card(self, finding: Finding, *, base_url: str, uuid_factory: UuidFactory = new_uuid) -> Card:
+        return _card(finding, self._parts[finding.rule.id], base_url=base_url, uuid_factory=uuid_factory)
+
+
 def build_cards(
     findings: list[Finding], *, catalogue: Catalogue, base_url: str, uuid_factory: UuidFactory = new_uuid
 ) -> list[Card]:
     """One card per finding, in the findings' order."""
-    return [build_card(finding, catalogue=catalogue, base_url=base_url, uuid_factory=uuid_factory) for finding in findings]
+    builder = CardBuilder(catalogue)
+    return [builder.card(finding, base_url=base_url, uuid_factory=uuid_factory) for finding in findings]
 
 
 def build_card(finding: Finding, *, catalogue: Catalogue, base_url: str, uuid_factory: UuidFactory = new_uuid) -> Card:
+    """One card (a ``CardBuilder`` keeps the rule's shared parts for the next)."""
+    return _card(finding, _RuleParts.of(catalogue, finding.rule), base_url=base_url, uuid_factory=uuid_factory)
+
+
+def _card(finding: Finding, parts: _RuleParts, *, base_url: str, uuid_factory: UuidFactory) -> Card:
     rule = finding.rule
-    parts = _rule_parts(catalogue, rule)
     suggestions = _suggestions(finding, uuid_factory=uuid_factory)
     return Card(
         uuid=uuid_factory(),
@@ -108,22 +126,6 @@ class _RuleParts:
             link_label=f"About this rule: {rule.title} (v{rule.version})",
             detail_end="\n".join(lines),
         )
-
-
-# (id(catalogue), id(rule)) -> the rule's parts. A catalogue and its rules are immutable and
-# loaded once per app; each entry holds both objects, so their ids cannot be reused meanwhile.
-_PARTS: dict[tuple[int, int], tuple[Catalogue, Rule, _RuleParts]] = {}
-_PARTS_LIMIT = 512  # only the tests load many catalogues: start afresh rather than grow
-
-
-def _rule_parts(catalogue: Catalogue, rule: Rule) -> _RuleParts:
-    key = (id(catalogue), id(rule))
-    entry = _PARTS.get(key)
-    if entry is None:
-        if len(_PARTS) >= _PARTS_LIMIT:
-            _PARTS.clear()
-        entry = _PARTS[key] = (catalogue, rule, _RuleParts.of(catalogue, rule))
-    return entry[2]
 
 
 # --- text --------------------------------------------------------------------------------

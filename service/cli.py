@@ -88,6 +88,7 @@ def _as_of(text: str | None) -> date:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from service.card_text import card_text
+    from service.cards import CardBuilder
     from service.engine.catalogue import load_catalogue
     from service.fhir_files import FhirFileError, patient_ids, read_inputs
     from service.pipeline import evaluate_service
@@ -104,10 +105,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     base_url = settings.public_base_url or f"http://127.0.0.1:{DEFAULT_PORT}"
     results = []
+    cards = CardBuilder(catalogue)
     for patient_id in patient_ids(data) or [None]:
         for service_id in service_ids:
             evaluation = evaluate_service(
-                data.resources, catalogue=catalogue, service_id=service_id, patient_id=patient_id, today=today, base_url=base_url
+                data.resources, catalogue=catalogue, service_id=service_id, patient_id=patient_id, today=today, base_url=base_url,
+                cards=cards,
             )
             results.append((patient_id, service_id, evaluation))
     if args.format == "json":

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from service.cards import UuidFactory, build_card, new_uuid
+from service.cards import CardBuilder, UuidFactory, new_uuid
 from service.cdshooks.models import Card
 from service.engine.catalogue import Catalogue
 from service.engine.evaluate import evaluate
@@ -40,11 +40,18 @@ def evaluate_service(
     suppressed: frozenset[str] = frozenset(),
     base_url: str,
     uuid_factory: UuidFactory = new_uuid,
+    cards: CardBuilder | None = None,
 ) -> Evaluation:
     """Evaluate one service's rules over FHIR resources and/or Bundles (any mix)."""
     facts = patient_facts(data, catalogue=catalogue, patient_id=patient_id, today=today)
     return evaluate_facts(
-        facts, catalogue=catalogue, service_id=service_id, suppressed=suppressed, base_url=base_url, uuid_factory=uuid_factory
+        facts,
+        catalogue=catalogue,
+        service_id=service_id,
+        suppressed=suppressed,
+        base_url=base_url,
+        uuid_factory=uuid_factory,
+        cards=cards,
     )
 
 
@@ -68,13 +75,18 @@ def evaluate_facts(
     suppressed: frozenset[str] = frozenset(),
     base_url: str,
     uuid_factory: UuidFactory = new_uuid,
+    cards: CardBuilder | None = None,
 ) -> Evaluation:
-    """One service's rules over ``facts``: the findings, as cards and as audit records."""
-    cards: list[Card] = []
+    """One service's rules over ``facts``: the findings, as cards and as audit records.
+
+    ``cards``: the catalogue's card builder, kept by the caller across calls (else built here).
+    """
+    builder = cards or CardBuilder(catalogue)
+    built: list[Card] = []
     issued: list[IssuedCard] = []
     for finding in evaluate(facts, catalogue, service_id=service_id, suppressed=suppressed):
-        card = build_card(finding, catalogue=catalogue, base_url=base_url, uuid_factory=uuid_factory)
-        cards.append(card)
+        card = builder.card(finding, base_url=base_url, uuid_factory=uuid_factory)
+        built.append(card)
         issued.append(
             IssuedCard(
                 uuid=str(card.uuid),
@@ -85,4 +97,4 @@ def evaluate_facts(
                 suggestion_uuids=tuple(str(s.uuid) for s in card.suggestions or ()),
             )
         )
-    return Evaluation(cards=cards, issued=tuple(issued), skipped=facts.skipped)
+    return Evaluation(cards=built, issued=tuple(issued), skipped=facts.skipped)

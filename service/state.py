@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.jwt_verifier import JwtVerifier
+from service.cards import CardBuilder
 from service.engine.catalogue import Catalogue
 from service.fhir import ValidationMemo
 from service.metrics import Metrics
@@ -30,6 +31,7 @@ def utc_now() -> datetime:
 class AppState:
     settings: Settings
     catalogue: Catalogue
+    cards: CardBuilder  # the catalogue's card builder
     metrics: Metrics
     hasher: PatientHasher
     store: Store

@@ -51,7 +51,8 @@ class _Outgoing(BaseModel):
 class Coding(_Outgoing):
     """CDS Hooks' own cut-down Coding (``display`` is required for override reasons)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Frozen: a rule's topic and override-reason Codings are built once and shared by its cards.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     code: str = Field(min_length=1)
     system: str = Field(min_length=1)
@@ -135,6 +136,8 @@ class HookRequest(_Incoming):
 
 
 class Source(_Outgoing):
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by a rule's cards (service/cards.py)
+
     label: str
     url: str | None = None
     icon: str | None = None

@@ -115,7 +115,12 @@ async def call_service(service_id: str, request: Request) -> Response:
     del data, hook_request, gathered
     suppressed = await state.store.suppressed_rules(patient_hash, today)
     evaluation = evaluate_facts(
-        facts, catalogue=state.catalogue, service_id=service_id, suppressed=suppressed, base_url=base_url(state, request)
+        facts,
+        catalogue=state.catalogue,
+        service_id=service_id,
+        suppressed=suppressed,
+        base_url=base_url(state, request),
+        cards=state.cards,
     )
     body = CardsResponse(cards=evaluation.cards).model_dump(exclude_none=True)
     duration_ms = (time.perf_counter() - started) * 1000
