@@ -57,9 +57,9 @@ def quantity_unit_code(quantity: dict[str, object]) -> str | None:
     """
     system = quantity.get("system")
     code = quantity.get("code")
-    if isinstance(code, str) and code.strip():
+    if isinstance(code, str) and (code := code.strip()):
         if system is None or system == UCUM_SYSTEM:
-            return code.strip()
+            return code
         return None
     unit = quantity.get("unit")
     if isinstance(unit, str) and unit.strip() in _UNITS:
