@@ -82,9 +82,9 @@ def _parse_stem_side(side: str, whole: str) -> tuple[str, bool]:
     return code, stem
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: that doubles the cost of building one, for each label shown
 class Coding:
-    """A coding that matched some concepts, with what a clinician reads in a label."""
+    """A coding that matched some concepts, with what a clinician reads in a label. Not changed once made."""
 
     concepts: frozenset[str]
     system: str  # short name: "SNOMED"

@@ -59,12 +59,18 @@ class _Patient:
     validator: ResourceValidator
     definitions: FactDefinitions
     bmi: dict[str, BmiResult | None] = field(default_factory=dict)  # bmi fact name -> result
+    # id(measurement) -> its evidence: the bmi and excess_weight facts show the same readings (4.6 us each)
+    shown: dict[int, Evidence] = field(default_factory=dict)
 
     def valid(self, measurement: Measurement) -> bool:
         return self.validator.valid(measurement.resource)  # type: ignore[arg-type]
 
     def evidence(self, measurement: Measurement) -> Evidence:
-        return measurement.evidence(self.definitions.matcher, self.definitions.concepts)
+        found = self.shown.get(id(measurement))  # the measurements live as long as self: ids are stable
+        if found is None:
+            found = measurement.evidence(self.definitions.matcher, self.definitions.concepts)
+            self.shown[id(measurement)] = found
+        return found
 
     def conditions_in(self, concepts: Sequence[str], status: str) -> list[ConditionRecord]:
         """Conditions coded as one of ``concepts`` that are usable / active, newest onset first."""
