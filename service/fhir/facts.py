@@ -154,14 +154,6 @@ def compute_facts(
     )
 
 
-def _condition_concepts(definitions: FactDefinitions) -> frozenset[str]:
-    return definitions.condition_concepts  # derived once, with the definitions
-
-
-def _member_concepts(definitions: FactDefinitions) -> frozenset[str]:
-    return definitions.member_concepts  # derived once, with the definitions
-
-
 def _measurements(
     observations: Iterable[tuple[str, dict[str, Any]]], definitions: FactDefinitions, validator: ResourceValidator
 ) -> dict[str, list[Measurement]]:
