@@ -1,7 +1,10 @@
 """The baselines: an endpoint that only reads the request body, parses it with orjson and answers.
 
-Each is served exactly like the service (uvicorn, one worker, same event loop and HTTP parser), so
-``service / baseline`` is the cost of what the service does beyond receiving and parsing a request.
+Each is served exactly like the service (uvicorn, one worker, same event loop and HTTP parser,
+and the same garbage-collector tuning as ``back-knee-cds serve``: untuned, collections during the
+parse of a large body cost the baseline more than the parse itself), so ``service / baseline``
+is the cost of what the service does beyond receiving and parsing a request. uvicorn starts them
+through the factories ``serve_fastapi`` and ``serve_starlette``.
 
 - ``app`` (the default, ``--baseline fastapi``): a FastAPI route, the framework the service is built
   on, so receiving a request includes what FastAPI itself costs per call (routing, the endpoint
@@ -19,7 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-__all__ = ["app", "starlette_app"]
+from service.runtime import tune_gc_for_serving
+
+__all__ = ["app", "serve_fastapi", "serve_starlette", "starlette_app"]
 
 CALL_PATH = "/cds-services/{service_id}"
 LIVE_PATH = "/health/live"
@@ -48,3 +53,15 @@ async def fastapi_call_service(service_id: str, request: Request) -> Response:
 @app.get(LIVE_PATH)
 async def fastapi_live(request: Request) -> Response:
     return await live(request)
+
+
+def serve_fastapi() -> FastAPI:
+    """uvicorn factory: the FastAPI baseline, the process's GC tuned as ``serve`` tunes it."""
+    tune_gc_for_serving()
+    return app
+
+
+def serve_starlette() -> Starlette:
+    """uvicorn factory: the Starlette baseline, the process's GC tuned as ``serve`` tunes it."""
+    tune_gc_for_serving()
+    return starlette_app

@@ -108,13 +108,13 @@ def start_service(*, env: Mapping[str, str], log_path: Path, prefix: Sequence[st
 
 
 # --baseline -> the app in bench/baseline_app.py
-BASELINE_APPS = {"fastapi": "bench.baseline_app:app", "starlette": "bench.baseline_app:starlette_app"}
+BASELINE_APPS = {"fastapi": "bench.baseline_app:serve_fastapi", "starlette": "bench.baseline_app:serve_starlette"}
 
 
 def start_baseline(*, log_path: Path, prefix: Sequence[str] = (), kind: str = "fastapi") -> Server:
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", BASELINE_APPS[kind], "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "uvicorn", BASELINE_APPS[kind], "--factory", "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1", "--no-access-log", "--log-level", "warning",
     ]
     return _start("baseline", [*prefix, *command], port=port, env=os.environ, log_path=log_path)

@@ -102,3 +102,23 @@ def test_cpu_seconds_of_this_process_grow_with_work() -> None:
     while time.process_time() < deadline:
         pass
     assert cpu_seconds(os.getpid()) > before
+
+
+def test_baselines_are_served_with_the_service_gc_tuning() -> None:
+    import gc
+    import importlib
+
+    from bench.servers import BASELINE_APPS
+    from service.runtime import FIRST_GENERATION_THRESHOLD
+
+    before = gc.get_threshold()
+    try:
+        for kind, target in BASELINE_APPS.items():
+            module, name = target.split(":")
+            served = getattr(importlib.import_module(module), name)()
+            assert served is {"fastapi": fastapi_baseline, "starlette": starlette_baseline}[kind]
+            assert gc.get_threshold()[0] == FIRST_GENERATION_THRESHOLD
+            gc.set_threshold(*before)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
