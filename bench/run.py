@@ -152,6 +152,8 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
     served = sum(r.service.requests for r in runs)
     sweep_runs = [r for r in runs if r.workload.startswith("sweep-")]
     sweep_points = [(r.resources, r.service.p50_ms) for r in sweep_runs]
+    # The baseline's own slope tells how much of the service's comes from receiving and parsing.
+    baseline_sweep_points = [(r.resources, r.baseline.p50_ms) for r in sweep_runs]
     targets = report.evaluate_targets(runs, sweep_points=sweep_points, rss_after_heavy_mb=rss_after_heavy)
     results: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
@@ -187,6 +189,8 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
         "sweep": {
             "points_p50_ms": sweep_points,
             "loglog_slopes": [round(s, 3) for s in report.sweep_slopes(sweep_points)],
+            "baseline_points_p50_ms": baseline_sweep_points,
+            "baseline_loglog_slopes": [round(s, 3) for s in report.sweep_slopes(baseline_sweep_points)],
             "marginal_us_per_resource": [round(c, 2) for c in report.marginal_costs_us(sweep_points)],
         },
         "rss_mb": {"after_heavy": rss_after_heavy, "after_all": round(rss_final, 1), "baseline_after_all": round(rss_baseline, 1)},
@@ -378,6 +382,7 @@ def _print_summary(
     sweep = results["sweep"]
     if sweep["loglog_slopes"]:
         print(f"\nsweep log-log slopes {sweep['loglog_slopes']}; marginal cost us/resource {sweep['marginal_us_per_resource']}")
+        print(f"baseline (receive and parse only) log-log slopes {sweep['baseline_loglog_slopes']}")
     rss = results["rss_mb"]
     print(
         f"service worker peak RSS: after heavy {rss['after_heavy']} MiB, after all {rss['after_all']} MiB"
