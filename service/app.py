@@ -50,6 +50,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         # One HTTP client for the whole process; redirects are never followed (no hop to another host).
         async with httpx.AsyncClient(follow_redirects=False, timeout=settings.fhir_timeout_seconds) as http:
             metrics = Metrics()
+            memo = ValidationMemo(settings.validation_cache_size)
+            metrics.watch_validation_memo(lambda: (memo.hits, memo.misses, len(memo)))
             store = Store(
                 settings.database_url,
                 queue_size=settings.audit_queue_size,
@@ -74,7 +76,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                     max_resources=settings.max_prefetch_resources,
                     max_page_bytes=settings.max_body_bytes,
                 ),
-                validation_memo=ValidationMemo(settings.validation_cache_size),
+                validation_memo=memo,
                 verifier=build_verifier(settings, trusted_clients, http=http, remember_jti=store.remember_jti),
                 clock=clock or utc_now,
             )

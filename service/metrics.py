@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable, Iterator
 
-__all__ = ["Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics", "ValidationMemoReading"]
+
+# (hits, misses, entries) of the validation memo, read when /metrics is scraped.
+ValidationMemoReading = Callable[[], tuple[int, int, int]]
 
 
 class Metrics:
@@ -54,5 +61,27 @@ class Metrics:
             child = self._card_children[rule_id] = self.cards.labels(rule=rule_id)
         child.inc()
 
+    def watch_validation_memo(self, read: ValidationMemoReading) -> None:
+        """Publish the validation memo's lookups and size, read at scrape time (nothing per call)."""
+        self.registry.register(_ValidationMemoCollector(read))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ValidationMemoCollector(Collector):
+    """``cds_validation_cache_lookups_total{result}`` and ``cds_validation_cache_entries``: whether
+    CDS_VALIDATION_CACHE_SIZE earns its memory in this deployment (a low hit share: lower it)."""
+
+    def __init__(self, read: ValidationMemoReading) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses, entries = self._read()
+        lookups = CounterMetricFamily(
+            "cds_validation_cache_lookups", "Resource validations answered from the memo (hit) or validated (miss)", labels=["result"]
+        )
+        lookups.add_metric(["hit"], hits)
+        lookups.add_metric(["miss"], misses)
+        yield lookups
+        yield GaugeMetricFamily("cds_validation_cache_entries", "Validation outcomes remembered", value=entries)

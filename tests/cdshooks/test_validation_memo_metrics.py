@@ -1,0 +1,52 @@
+"""The validation memo across hook calls: the same prefetch sent to each service is validated once.
+
+What /metrics says about it (``cds_validation_cache_*``) is what an operator sizes
+CDS_VALIDATION_CACHE_SIZE by, so the numbers must be the memo's own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from tests.conftest import REPO_ROOT, SettingsFactory
+
+EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
+SERVICE = "back-knee-risk-factors"
+
+
+def _sample(metrics: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.MULTILINE)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
+
+
+def _call(client: TestClient) -> dict[str, object]:
+    response = client.post(f"/cds-services/{SERVICE}", json={**EXAMPLE, "hookInstance": str(uuid.uuid4())})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_a_repeated_prefetch_is_answered_from_the_memo(client: TestClient) -> None:
+    first = _call(client)
+    metrics = client.get("/metrics").text
+    misses = _sample(metrics, 'cds_validation_cache_lookups_total{result="miss"}')
+    assert misses > 0 and _sample(metrics, 'cds_validation_cache_lookups_total{result="hit"}') == 0
+    assert _sample(metrics, "cds_validation_cache_entries") == misses
+    second = _call(client)
+    metrics = client.get("/metrics").text
+    assert _sample(metrics, 'cds_validation_cache_lookups_total{result="hit"}') == misses
+    assert _sample(metrics, 'cds_validation_cache_lookups_total{result="miss"}') == misses
+    assert [card["summary"] for card in second["cards"]] == [card["summary"] for card in first["cards"]]  # type: ignore[index,union-attr]
+
+
+def test_size_zero_validates_every_call(make_settings: SettingsFactory) -> None:
+    with TestClient(create_app(make_settings(validation_cache_size=0)), base_url="http://testserver") as client:
+        _call(client)
+        _call(client)
+        metrics = client.get("/metrics").text
+    assert _sample(metrics, 'cds_validation_cache_lookups_total{result="hit"}') == 0
+    assert _sample(metrics, "cds_validation_cache_entries") == 0
