@@ -20,7 +20,7 @@ from service.privacy import PatientHasher
 from service.settings import Settings
 from service.store import Store
 
-__all__ = ["AppState", "State", "utc_now"]
+__all__ = ["AppState", "State", "app_state", "utc_now"]
 
 
 def utc_now() -> datetime:
@@ -43,10 +43,15 @@ class AppState:
     clock: Callable[[], datetime] = utc_now
 
 
-async def _state(request: Request) -> AppState:
-    """``async`` on purpose: FastAPI runs a sync dependency in a worker thread, a thread hop per request."""
+def app_state(request: Request) -> AppState:
+    """The app's state, for a route that reads it directly (the hook call: no dependency to solve)."""
     state: AppState = request.app.state.cds
     return state
+
+
+async def _state(request: Request) -> AppState:
+    """``async`` on purpose: FastAPI runs a sync dependency in a worker thread, a thread hop per request."""
+    return app_state(request)
 
 
 State = Annotated[AppState, Depends(_state)]

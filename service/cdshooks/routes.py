@@ -32,7 +32,7 @@ from service.engine.catalogue import ServiceDefinition
 from service.json_response import OrjsonResponse
 from service.logs import bind_request_fields
 from service.pipeline import evaluate_facts, patient_facts
-from service.state import AppState, State
+from service.state import AppState, State, app_state
 from service.store import FeedbackRecord, InvocationRecord, StoreUnavailable
 
 __all__ = ["router"]
@@ -50,13 +50,6 @@ def base_url(state: AppState, request: Request) -> str:
         host = request.url.netloc
     # The scope's scheme, as request.url would give it, without building and parsing the whole URL (~4 us).
     return f"{request.scope.get('scheme', 'http')}://{host}"
-
-
-def _app_state(request: Request) -> AppState:
-    """The app's state, read here rather than through the ``State`` dependency: FastAPI solving
-    a sub-dependency cost more than the read itself on every hook call."""
-    state: AppState = request.app.state.cds
-    return state
 
 
 def _service_or_404(state: AppState, service_id: str) -> ServiceDefinition:
@@ -88,7 +81,7 @@ async def discovery(state: State) -> OrjsonResponse:
 async def call_service(service_id: str, request: Request) -> Response:
     """Run a service's rules over the patient's data and answer with cards."""
     started = time.perf_counter()
-    state = _app_state(request)
+    state = app_state(request)  # not the State dependency: FastAPI solving it cost more than the read
     received_at = state.clock()
     service = _service_or_404(state, service_id)
     settings = state.settings
