@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import REPO_ROOT
-from bench.workloads import SERVICE_ID, Workload, heavy, sweep, typical
+from bench.workloads import DEFAULT_FIXTURES, SERVICE_ID, Workload, heavy, sweep, typical
 
 __all__ = ["main"]
 
-DEFAULT_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "fhir"
 PATH = f"/cds-services/{SERVICE_ID}"
 
 Asgi = Any

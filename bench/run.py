@@ -49,11 +49,10 @@ from bench.servers import (
     start_service,
     wait_live,
 )
-from bench.workloads import SERVICE_ID, Workload, build_workloads
+from bench.workloads import DEFAULT_FIXTURES, SERVICE_ID, Workload, build_workloads
 
 __all__ = ["main"]
 
-DEFAULT_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "fhir"
 CALL_PATH = f"/cds-services/{SERVICE_ID}"
 
 

@@ -19,6 +19,7 @@ Bodies are deterministic (ids and hookInstance derive from fixed names), so runs
 from __future__ import annotations
 
 import copy
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import orjson
 
 __all__ = [
     "BODY_WEIGHT_HEIGHT_BMI_CODES",
+    "DEFAULT_FIXTURES",
     "HEAVY_PATIENT",
     "SERVICE_ID",
     "TYPICAL_PATIENT",
@@ -41,6 +43,11 @@ __all__ = [
 ]
 
 SERVICE_ID = "back-knee-risk-factors"
+
+# The shared FHIR fixtures: beside the checkout, or under BACK_KNEE_SHARED_DIR (as for the tests).
+DEFAULT_FIXTURES = (
+    Path(os.environ.get("BACK_KNEE_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared") / "fixtures" / "fhir"
+)
 
 # The codes of the service's Observation prefetch template (rules/services.yaml, clinical-codes.md §7).
 BODY_WEIGHT_HEIGHT_BMI_CODES = frozenset(
@@ -172,7 +179,7 @@ def build_workloads(fixtures: Path, *, names: Iterable[str], sweep_sizes: Sequen
 
 def _bundle_resources(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: fixture not found; the shared FHIR fixtures belong in ../shared/fixtures/fhir")
+        raise FileNotFoundError(f"{path}: fixture not found; the shared FHIR fixtures belong in ../shared/fixtures/fhir (or set BACK_KNEE_SHARED_DIR)")
     bundle = orjson.loads(path.read_bytes())
     return [entry["resource"] for entry in bundle.get("entry", []) if "resource" in entry]
 

@@ -14,11 +14,18 @@ from service.app import create_app
 from service.settings import Settings
 from tests.support.fhir_server import FhirData, FhirTestServer, serve_in_thread
 from tests.support.loopback_server import reset_around_test
+from tests.support.shared import SHARED_FIXTURES, missing_shared_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "fhir"
 
 SettingsFactory = Callable[..., Settings]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once, with the reason, when the shared spec and fixtures are not where tests read them."""
+    problem = missing_shared_dir()
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,10 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from bench.workloads import BODY_WEIGHT_HEIGHT_BMI_CODES, build_workloads, family_history, heavy, sweep, typical
 from service.cdshooks.models import HookRequest
-from tests.conftest import REPO_ROOT, SHARED_FIXTURES
+from tests.conftest import SHARED_FIXTURES
+from tests.support.shared import SHARED_SPEC
 
-CLINICAL_RULES = (REPO_ROOT.parent / "shared" / "spec" / "clinical-rules.md").read_text(encoding="utf-8")
+CLINICAL_RULES = (SHARED_SPEC / "clinical-rules.md").read_text(encoding="utf-8")
 
 
 def _prefetch(body: bytes) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import pytest
 
 from service.engine.catalogue import load_catalogue
 from tests.conftest import REPO_ROOT
+from tests.support.shared import SHARED_REFERENCE
 
-SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
 CATALOGUE = load_catalogue(REPO_ROOT / "rules")
 SYSTEM_NAMES = {"http://snomed.info/sct": "SNOMED", "http://loinc.org": "LOINC", "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM"}
 

@@ -5,7 +5,7 @@ really speaks HTTP (connections, timeouts, resets, redirects, paging), not a moc
 small Starlette app run by uvicorn on ``127.0.0.1`` with port 0, in a thread, once per test
 session (fixtures ``fhir_server_session`` and, per test, ``fhir_server`` in ``tests/conftest.py``).
 
-Data: every resource in ``/work/shared/fixtures/fhir`` (Synthea Bundles are unpacked), e.g.
+Data: every resource in the shared fixtures (``tests/support/shared.py``; Synthea Bundles unpacked), e.g.
 Patient ``example`` (HL7 examples: BMI, weight, height, FamilyMemberHistory) or the Synthea
 patients (``FhirData.patient_id("Kozey")``). Tests may add resources with :meth:`FhirTestServer.put`.
 
@@ -70,10 +70,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tests.support.loopback_server import serve_on_loopback
+from tests.support.shared import SHARED_FIXTURES
 
-__all__ = ["Behaviour", "FhirData", "FhirTestServer", "RecordedRequest", "serve_in_thread", "FIXTURES"]
+__all__ = ["Behaviour", "FhirData", "FhirTestServer", "RecordedRequest", "serve_in_thread"]
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "fhir"
 FHIR_JSON = "application/fhir+json"
 
 
@@ -119,7 +119,7 @@ class FhirData:
     by_patient: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, root: Path = FIXTURES) -> FhirData:
+    def load(cls, root: Path = SHARED_FIXTURES) -> FhirData:
         data = cls()
         for path in sorted(root.rglob("*.json")):
             document = orjson.loads(path.read_bytes())
