@@ -18,7 +18,7 @@ from typing import Any
 
 from service.fhir.units import UCUM_SYSTEM
 
-__all__ = ["When", "add_age", "birth_date", "first_day", "parse_when", "with_timezones"]
+__all__ = ["Moments", "When", "add_age", "birth_date", "first_day", "parse_when", "with_timezones"]
 
 # Digits spelt out (\d\d, not \d{2}): a counted repeat costs the regex engine a loop per field,
 # and every dateTime of every relevant resource is matched (0.53 -> 0.39 us a dateTime).
@@ -70,6 +70,25 @@ def parse_when(value: object) -> When | None:
     except (ValueError, OverflowError):  # 2024-02-30, 25:00, 23:59:60, an offset of 24 h or more
         return None
     return When(moment, moment.date())
+
+
+class Moments(dict[str, "When | None"]):
+    """``parse_when`` for one call, each distinct text read once.
+
+    A chart's weight, height and BMI share their encounter's time: of the typical call's 27
+    Observation dates, 9 are distinct (a parse is 0.7 us, a lookup 0.05 us). Kept for one call
+    only; a ``When`` is not changed once read, so readings may share one.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, text: str) -> When | None:
+        when = self[text] = parse_when(text)
+        return when
+
+    def of(self, value: object) -> When | None:
+        """As ``parse_when(value)``."""
+        return self[value] if isinstance(value, str) else None
 
 
 def first_day(value: object) -> date | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from service.fhir.dates import Moments
 from service.fhir.definitions import (
     AgeFactDefinition,
     BmiFactDefinition,
@@ -159,12 +160,14 @@ def _measurements(
 ) -> dict[str, list[Measurement]]:
     """Readable measurements by observation definition; the unreadable relevant ones noted."""
     found: dict[str, list[Measurement]] = {name: [] for name in definitions.observations}
+    moments = Moments()
     for name, resource in observations:
         result = read_measurement(
             resource,
             name=name,
             definition=definitions.observations[name],
             statuses=definitions.statuses,
+            moments=moments,
         )
         if isinstance(result, Unusable):
             if validator.valid(resource):  # when invalid, the validator has said why

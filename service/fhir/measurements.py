@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 from service.fhir.records import Measurement
 
@@ -40,8 +41,15 @@ class WeightGain:
 
 def _newest_first(measurements: Iterable[Measurement]) -> list[Measurement]:
     """Newest instant first; at one instant, the lowest value first; then by id (order-free)."""
-    by_id = sorted(measurements, key=lambda m: m.resource_id or "")
+    ordered = sorted(measurements, key=_instant, reverse=True)
+    if all(newer.when.instant != older.when.instant for newer, older in pairwise(ordered)):
+        return ordered  # no two at one instant: values and ids decide nothing, so none is converted
+    by_id = sorted(ordered, key=lambda m: m.resource_id or "")
     return sorted(by_id, key=lambda m: (m.when.instant, -m.value), reverse=True)
+
+
+def _instant(measurement: Measurement) -> datetime:
+    return measurement.when.instant
 
 
 def _first_valid(candidates: Iterable[Measurement], valid: _Valid) -> Measurement | None:

@@ -61,6 +61,18 @@ def test_a_zero_weight_is_not_a_measurement(definitions: FactDefinitions) -> Non
     assert facts.skipped == ("Observation/zero: value 0 is not a measurement (must be positive)",)
 
 
+@pytest.mark.parametrize("value", [-3, -1.5, -0.0, 0.0])
+def test_a_value_not_above_zero_is_not_a_measurement(definitions: FactDefinitions, value: float) -> None:
+    # Decided on the JSON number; its Decimal is made only when a fact compares or shows it.
+    facts = facts_of(definitions, weight(value, "2023-05-01", resource_id="low"), weight(80, "2024-05-01"))
+    assert facts.skipped == (f"Observation/low: value {value} is not a measurement (must be positive)",)
+
+
+def test_a_tiny_positive_value_is_a_measurement(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, weight(5e-324, "2023-05-01", resource_id="tiny"), weight(80, "2024-05-01"))
+    assert facts.skipped == ()
+
+
 def test_timezone_less_datetimes_are_tolerated(definitions: FactDefinitions) -> None:
     facts = facts_of(
         definitions,

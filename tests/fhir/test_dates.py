@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from service.fhir.dates import add_age, birth_date, first_day, parse_when, with_timezones
+from service.fhir.dates import Moments, add_age, birth_date, first_day, parse_when, with_timezones
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,16 @@ def test_first_day(text: str, day: date) -> None:
 )
 def test_not_a_date(text: object) -> None:
     assert parse_when(text) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024", "2024-03-09T10:00:00+02:00", "2024-03-09T10:00:00", "", "2024-02-30", "yesterday", None, 2024, ["2024"]],
+)
+def test_moments_read_as_parse_when(value: object) -> None:
+    moments = Moments()
+    assert moments.of(value) == parse_when(value)
+    assert moments.of(value) is moments.of(value)  # read once per call
 
 
 def test_digits_past_microseconds_are_dropped() -> None:
