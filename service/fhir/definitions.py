@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from service.catalogue_error import CatalogueError, from_validation_error, read_catalogue_yaml, validate_catalogue_file
 from service.fhir.codes import CodeMatcher, CodePattern, CodeSystem, parse_pattern
-from service.fhir.units import known_unit
+from service.fhir.units import Unit, known_unit
 
 __all__ = [
     "AfterClause",
@@ -234,12 +234,19 @@ class FactDefinitions:
     condition_concepts: frozenset[str] = field(init=False, repr=False, compare=False)  # a Condition's
     member_concepts: frozenset[str] = field(init=False, repr=False, compare=False)  # a family member's condition's
     observation_concepts: Mapping[str, str] = field(init=False, repr=False, compare=False)  # concept -> observation
+    # observation -> UCUM code -> Unit, the units it accepts: one probe per reading instead of two
+    accepted_units: Mapping[str, Mapping[str, Unit]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "condition_concepts", _condition_concepts(self.facts))
         object.__setattr__(self, "member_concepts", _member_concepts(self.facts))
         observation_concepts = {observation.concept: name for name, observation in self.observations.items()}
         object.__setattr__(self, "observation_concepts", observation_concepts)
+        accepted_units = {
+            name: {code: unit for code in observation.units if (unit := known_unit(code)) is not None}
+            for name, observation in self.observations.items()
+        }
+        object.__setattr__(self, "accepted_units", accepted_units)
 
     @property
     def fact_names(self) -> tuple[str, ...]:

@@ -166,6 +166,7 @@ def _measurements(
             resource,
             name=name,
             definition=definitions.observations[name],
+            units=definitions.accepted_units[name],
             statuses=definitions.statuses,
             moments=moments,
         )

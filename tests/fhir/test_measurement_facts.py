@@ -152,6 +152,29 @@ def test_a_weight_in_an_unknown_unit_is_ignored_not_guessed(definitions: FactDef
     assert len(facts.skipped) == 1 and facts.skipped[0].startswith("Observation/odd: ")
 
 
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"value": 80, "system": "http://unitsofmeasure.org", "code": "kg"},
+        {"value": 80, "code": "kg"},  # no system: a code counts
+        {"value": 80, "unit": "kg"},  # unit text that is itself a UCUM code
+    ],
+)
+def test_the_forms_of_an_accepted_unit(definitions: FactDefinitions, quantity: dict[str, Any]) -> None:
+    reading = {**observation("29463-7", 80, None, when="2024-05-01", resource_id="w"), "valueQuantity": quantity}
+    facts = facts_of(definitions, reading, height(175, "2024-05-01"))
+    assert facts.skipped == () and facts.facts["bmi"].values == {"bmi": 26.1, "source": "computed"}
+    assert facts.facts["bmi"].evidence[0].value == "80 kg"
+
+
+def test_a_ucum_code_of_another_system_is_not_a_unit(definitions: FactDefinitions) -> None:
+    reading = observation("29463-7", 80, None, when="2024-05-01", resource_id="w")
+    reading["valueQuantity"] = {"value": 80, "system": "http://example.org/units", "code": "kg"}
+    facts = facts_of(definitions, reading, height(175, "2024-05-01"))
+    assert not facts.holds("bmi")
+    assert facts.skipped == ("Observation/w: valueQuantity has no UCUM unit; ignored, not guessed",)
+
+
 def test_a_weight_without_unit_is_ignored(definitions: FactDefinitions) -> None:
     facts = facts_of(definitions, observation("29463-7", 80, None, when="2024-05-01"), height(175, "2024-05-01"))
     assert not facts.holds("bmi")
