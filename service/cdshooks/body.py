@@ -58,6 +58,8 @@ _ESCAPES_FOUND_ONE_BY_ONE = 16
 # Every byte but the four brackets and the quote is deleted; curly brackets become square ones.
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'{}[]"')
 _CURLY_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
+# Brackets and quotes checked for strings with brackets in them at a time (see _brackets_outside_strings).
+_CHUNK = 8192
 
 
 def nesting_exceeds(body: bytes, limit: int) -> bool:
@@ -70,18 +72,58 @@ def nesting_exceeds(body: bytes, limit: int) -> bool:
     # No escaped quote (nor an escaped backslash before a quote): every quote already delimits a string.
     if b'\\"' in body:
         body = _without_escapes(body)
-    structure = body.translate(_CURLY_TO_SQUARE, _NOT_STRUCTURE)
-    # Two adjacent quotes are an empty string or the gap between two strings: dropping them keeps
-    # every bracket on its side of the quotes. What stays quoted is the rare string with a bracket in it.
-    structure = structure.replace(b'""', b"")
+    brackets = _brackets_outside_strings(body.translate(_CURLY_TO_SQUARE, _NOT_STRUCTURE))
+    # Each pass removes the innermost pairs, one level of nesting: empty after `depth` passes. What
+    # is left after `passes` holds at most len/2 more levels: stop once that fits in the limit.
+    # Pairs are blanked in place and the blanks deleted (5.5 us on the typical body, 7.7 cutting them out).
+    for passes in range(limit):
+        if passes + len(brackets) // 2 <= limit:
+            return False
+        brackets = brackets.replace(b"[]", b"  ").translate(None, b" ")
+    return bool(brackets)
+
+
+def _brackets_outside_strings(structure: bytes) -> bytes:
+    """The brackets of ``structure`` (brackets and the quotes of escape-free JSON) that are not
+    inside a string.
+
+    Most strings hold no bracket and show as ``""``. Between two brackets the quotes are then an
+    even run, which two counts tell (every run even exactly when half the quotes pair up as
+    ``""``): the quotes are simply deleted, 5 us on the typical body instead of 12 us cutting the
+    pairs out one by one. Checked a chunk at a time, so a string with a bracket in it (a UCUM unit
+    such as mm[Hg]) sends only the rest of the body the slower exact way.
+    """
+    kept = []
+    start = 0
+    size = len(structure)
+    while start < size:
+        end = _bracket_at_or_after(structure, start + _CHUNK)
+        chunk = structure[start:end] if start or end < size else structure
+        brackets = chunk.translate(None, b'"')
+        if len(chunk) - len(brackets) != 2 * chunk.count(b'""'):
+            # A bracket inside a string in this chunk; the chunk starts outside any string.
+            kept.append(_brackets_outside_strings_exactly(structure[start:]))
+            break
+        kept.append(brackets)
+        start = end
+    return kept[0] if len(kept) == 1 else b"".join(kept)
+
+
+def _bracket_at_or_after(structure: bytes, at: int) -> int:
+    """The index of the first bracket at or after ``at``, or the length: never inside a run of quotes."""
+    found = [index for index in (structure.find(b"[", at), structure.find(b"]", at)) if index >= 0]
+    return min(found) if found else len(structure)
+
+
+def _brackets_outside_strings_exactly(structure: bytes) -> bytes:
+    """``_brackets_outside_strings`` for a ``structure`` that starts outside any string."""
+    # Two adjacent quotes are an empty string or the gap between two strings: blanking them keeps
+    # every bracket on its side of the quotes (blanked in place: 70 us instead of 104 cutting them
+    # out, heavy body). What stays quoted is a string with a bracket in it.
+    structure = structure.replace(b'""', b"  ")
     if b'"' in structure:
         structure = b"".join(structure.split(b'"')[0::2])
-    # Each pass removes the innermost pairs, one level of nesting: empty after `depth` passes.
-    for _ in range(limit):
-        if not structure:
-            return False
-        structure = structure.replace(b"[]", b"")
-    return bool(structure)
+    return structure.translate(None, b' "')
 
 
 def _without_escapes(body: bytes) -> bytes:

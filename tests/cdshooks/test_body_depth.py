@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.cdshooks import body as body_module
 from service.cdshooks.body import nesting_exceeds
 
 # Strings full of the characters the byte scan must see through: brackets, quotes, backslashes.
@@ -67,3 +70,32 @@ def test_hostile_nesting_is_caught_at_the_limit() -> None:
     assert nesting_exceeds(deep, 64)
     assert not nesting_exceeds(deep, 1000)
     assert nesting_exceeds(b'{"a": {"b": {}}}', 2) and not nesting_exceeds(b'{"a": {"b": {}}}', 3)
+
+
+@settings(max_examples=300)
+@given(_JSON, st.integers(min_value=1, max_value=24))
+def test_depth_from_bytes_matches_when_read_in_small_chunks(value: Any, chunk: int) -> None:
+    """Strings are dropped a chunk at a time; a string with a bracket in any chunk must still not count."""
+    body = orjson.dumps(value)
+    with mock.patch.object(body_module, "_CHUNK", chunk):
+        assert _depth_by_limits(body) == _walked_depth(value)
+
+
+@pytest.mark.parametrize("at", [0, 1, 500, 2999])
+def test_a_bracket_in_a_string_far_into_a_large_body(at: int) -> None:
+    """Bodies larger than a chunk, with one unit such as mm[Hg] (or an unbalanced bracket) anywhere."""
+    for text in ("mm[Hg]", "{score}", "]]]", "[[[[[[[[[["):
+        items: list[Any] = [{"code": "kg", "value": [1, {"a": "b"}]} for _ in range(3000)]
+        items[at] = {"code": text, "value": [[[[{"x": text}]]]]}
+        body = orjson.dumps({"entry": items})
+        assert len(body) > 4 * body_module._CHUNK
+        assert _depth_by_limits(body) == _walked_depth(items) + 1 == 8, (text, at)
+
+
+def test_a_limit_is_never_met_early_by_the_length_bound() -> None:
+    """The passes stop once the brackets left cannot hold more levels than the limit: exact at the edge."""
+    for depth in range(1, 12):
+        body = b"[" * depth + b"]" * depth
+        wide = b"[" + b",".join([b"[]"] * 5 + [body]) + b"]"
+        assert nesting_exceeds(body, depth - 1) and not nesting_exceeds(body, depth)
+        assert nesting_exceeds(wide, depth) and not nesting_exceeds(wide, depth + 1)
