@@ -63,8 +63,8 @@ def newest_within(
     measurements: Sequence[Measurement], *, since: date, until: date, valid: _Valid
 ) -> Measurement | None:
     """The newest valid measurement dated from ``since`` to ``until`` (inclusive)."""
-    in_window = (m for m in measurements if since <= m.when.day <= until)
-    return _first_valid(_newest_first(in_window), valid)
+    in_window = [m for m in measurements if since <= m.when.day <= until]
+    return _first_valid(_newest_first(in_window), valid) if in_window else None
 
 
 def determine_bmi(
