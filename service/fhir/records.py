@@ -315,13 +315,14 @@ def read_measurement(
     if not isinstance(status, str) or status not in statuses.observation_usable:
         return None
     quantity = resource.get("valueQuantity")
-    if not isinstance(quantity, _JSON_OBJECT) or quantity.get("value") is None:
+    if not isinstance(quantity, _JSON_OBJECT):
+        return None
+    number = quantity.get("value")
+    if number is None:
         return None  # "with a value": a usable Observation has one
-    raw_value = quantity.get("value")
-    if isinstance(raw_value, bool) or not isinstance(raw_value, _NUMBER):
-        return Unusable("valueQuantity.value is not a number")
-    if not _positive(raw_value):
-        return Unusable(f"value {raw_value} is not a measurement (must be positive)")
+    problem = _number_problem(number)
+    if problem is not None:
+        return problem
     code = quantity.get("code")
     # The usual Quantity, a UCUM system and an accepted code, decided by one probe (0.3 us a reading).
     unit = units.get(code) if isinstance(code, str) and quantity.get("system") == UCUM_SYSTEM else None
@@ -333,7 +334,10 @@ def read_measurement(
         if unit is None:
             accepted = ", ".join(definition.units)
             return Unusable(f"unit '{unit_code}' is not one accepted for {name} ({accepted}); ignored, not guessed")
-    when = _effective(resource, moments if moments is not None else Moments())
+    if moments is None:
+        moments = Moments()
+    # effectiveDateTime first, here: the usual case without a call (0.15 us a reading)
+    when = moments.of(resource.get("effectiveDateTime")) or _effective_otherwise(resource, moments)
     if when is None:
         return Unusable("no effective date (effective[x] or issued)")
     resource_id = resource.get("id")
@@ -342,26 +346,32 @@ def read_measurement(
         resource_id if isinstance(resource_id, str) else None,
         name,
         when,
-        raw_value,
+        number,
         unit,
         definition.concept,
         definition.quantity,
     )
 
 
-def _positive(number: int | float | Decimal) -> bool:
-    """A finite number above zero; decided on the JSON number itself (its Decimal is made when used)."""
-    if isinstance(number, Decimal):
-        return number.is_finite() and number > 0
-    return 0 < number < _INFINITY  # NaN compares false
+def _number_problem(number: object) -> Unusable | None:
+    """Why a valueQuantity.value is not a measurement; decided on the JSON number itself (its Decimal
+    is made when a fact uses it)."""
+    if number.__class__ is float:  # the usual case first: one comparison chain (NaN compares false)
+        positive = 0 < number < _INFINITY  # type: ignore[operator]
+    elif isinstance(number, bool) or not isinstance(number, _NUMBER):
+        return Unusable("valueQuantity.value is not a number")
+    elif isinstance(number, Decimal):
+        positive = number.is_finite() and number > 0
+    else:
+        positive = 0 < number < _INFINITY
+    return None if positive else Unusable(f"value {number} is not a measurement (must be positive)")
 
 
-def _effective(resource: _Resource, moments: Moments) -> When | None:
-    """effectiveDateTime / effectiveInstant / effectivePeriod.start, else issued."""
-    for key in ("effectiveDateTime", "effectiveInstant"):
-        when = moments.of(resource.get(key))
-        if when is not None:
-            return when
+def _effective_otherwise(resource: _Resource, moments: Moments) -> When | None:
+    """With no readable effectiveDateTime: effectiveInstant / effectivePeriod.start (or end), else issued."""
+    when = moments.of(resource.get("effectiveInstant"))
+    if when is not None:
+        return when
     period = resource.get("effectivePeriod")
     if isinstance(period, _JSON_OBJECT):
         when = moments.of(period.get("start")) or moments.of(period.get("end"))

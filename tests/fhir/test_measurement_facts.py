@@ -307,3 +307,38 @@ def test_a_weight_is_not_a_snomed_condition(definitions: FactDefinitions) -> Non
     # A Condition coded like an observation concept does not feed measurements.
     facts = facts_of(definitions, condition("27113001", SNOMED))
     assert not facts.holds("bmi")
+
+
+def _dated(**dating: Any) -> dict[str, Any]:
+    """A BMI of 27 dated by ``dating`` (effective[x] and issued) instead of effectiveDateTime."""
+    reading = bmi(27.0, "2024-05-01", resource_id="b")
+    del reading["effectiveDateTime"]
+    reading.update(dating)
+    return reading
+
+
+@pytest.mark.parametrize(
+    ("dating", "day"),
+    [
+        ({"effectiveInstant": "2024-05-02T10:00:00Z", "issued": "2024-05-09T10:00:00Z"}, date(2024, 5, 2)),
+        ({"effectivePeriod": {"start": "2024-05-03"}, "issued": "2024-05-09T10:00:00Z"}, date(2024, 5, 3)),
+        ({"effectivePeriod": {"end": "2024-05-04"}}, date(2024, 5, 4)),
+        ({"issued": "2024-05-05T10:00:00Z"}, date(2024, 5, 5)),
+    ],
+)
+def test_the_date_of_a_measurement(definitions: FactDefinitions, dating: dict[str, Any], day: date) -> None:
+    facts = facts_of(definitions, _dated(**dating))
+    assert facts.skipped == () and facts.facts["bmi"].evidence[0].date == day
+
+
+def test_a_measurement_without_any_date_is_skipped(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, _dated())
+    assert not facts.holds("bmi")
+    assert facts.skipped == ("Observation/b: no effective date (effective[x] or issued)",)
+
+
+def test_readings_of_one_encounter_share_its_time(definitions: FactDefinitions) -> None:
+    at = "2024-05-01T10:00:00+02:00"  # read once for the three readings, each still dated by it
+    facts = facts_of(definitions, weight(80, at, resource_id="w"), height(175, at, resource_id="h"), bmi(26.1, at, resource_id="b"))
+    assert [(e.reference, e.date) for e in facts.facts["bmi"].evidence] == [("Observation/b", date(2024, 5, 1))]
+    assert facts.facts["bmi"].values == {"bmi": 26.1, "source": "measured"}
