@@ -53,13 +53,14 @@ def _serve(args: argparse.Namespace) -> int:
         # Each worker builds its own app from the environment (uvicorn's factory mode).
         uvicorn.run(
             "service.runtime:create_serving_app_from_env", factory=True, host=args.host, port=args.port,
-            workers=args.workers, log_config=None, proxy_headers=True,
+            workers=args.workers, log_config=None, proxy_headers=True, access_log=False,
         )
         return 0
     from service.runtime import tune_gc_for_serving
 
     tune_gc_for_serving()  # after start-up: what it built is frozen out of every collection
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True)
+    # No access line from uvicorn: the app writes one line per request itself (request_context).
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True, access_log=False)
     return 0
 
 

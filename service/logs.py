@@ -35,12 +35,13 @@ _NOISY_LIBRARIES = ("alembic.runtime.plugins",)
 
 
 @contextmanager
-def request_log_context() -> Iterator[str]:
-    """Bind a new ``request_id`` to every log line until the block ends; yields the id."""
-    request_id = _new_request_id()
-    token = _request_fields.set({"request_id": request_id})
+def request_log_context() -> Iterator[dict[str, object]]:
+    """Bind a new ``request_id`` to every log line until the block ends; yields the request's
+    fields (what :func:`bind_request_fields` adds shows in it)."""
+    bound: dict[str, object] = {"request_id": _new_request_id()}
+    token = _request_fields.set(bound)
     try:
-        yield request_id
+        yield bound
     finally:
         _request_fields.reset(token)
 
@@ -105,7 +106,8 @@ def configure_logging(log_format: str, level: str = "INFO", *, stream: IO[str] |
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # uvicorn's access log prints full request lines; ours carries the request id instead.
+    # uvicorn's own lines go through this handler; ``serve`` turns its access line off, as the
+    # request line of service.cdshooks.request_context says the same and more.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

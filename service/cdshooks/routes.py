@@ -133,18 +133,8 @@ async def call_service(service_id: str, request: Request) -> Response:
     )
     for issued in evaluation.issued:
         state.metrics.record_card(issued.rule_id)
-    log.info(
-        "hook answered",
-        extra={
-            "fields": {
-                "hookInstance": hook_instance,
-                "service": service_id,
-                "patient": patient_hash[:16],
-                "cards": len(evaluation.cards),
-                "ms": round(duration_ms, 2),
-            }
-        },
-    )
+    # On the request's log line (service.cdshooks.request_context), which they make "hook answered".
+    bind_request_fields(patient=patient_hash[:16], cards=len(evaluation.cards))
     return OrjsonResponse(body, headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,106 @@
+"""One log line per HTTP request: written by the app once the request is answered, errors and
+non-hook endpoints included, with what uvicorn's access line said plus the duration and, for a
+hook call, its hookInstance, service, patient hash prefix and number of cards."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from robustness.served import serve, service_env, upgrade_database
+from service.app import create_app
+from service.logs import configure_logging
+from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
+from tests.conftest import SettingsFactory
+from tests.security.conftest import restore_logging  # noqa: F401  (fixture)
+
+URL = "/cds-services/back-knee-risk-factors"
+
+
+@pytest.fixture
+def json_lines(restore_logging: None) -> Iterator[io.StringIO]:  # noqa: F811
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    yield stream
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def _request_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [line for line in _lines(stream) if line["logger"] == "service.access"]
+
+
+def test_a_hook_call_is_one_line_with_its_request_and_its_answer(make_settings: SettingsFactory, json_lines: io.StringIO) -> None:
+    body = hook_request(prefetch=EMPTY_PREFETCH)
+    with TestClient(create_app(make_settings()), base_url="http://testserver") as client:
+        response = client.post(URL + "?trace=1", json=body)
+    assert response.status_code == 200
+    (line,) = [line for line in _lines(json_lines) if line.get("request_id") and line["level"] == "info"]
+    assert line["event"] == "hook answered" and line["logger"] == "service.access"
+    assert line["method"] == "POST" and line["path"] == URL + "?trace=1" and line["status"] == 200
+    assert line["hookInstance"] == body["hookInstance"] and line["service"] == "back-knee-risk-factors"
+    assert len(line["patient"]) == 16 and line["cards"] == 0
+    assert isinstance(line["ms"], float) and line["ms"] > 0
+    assert len(line["request_id"]) == 16 and line["client_addr"].startswith("testclient:") and line["http_version"] == "1.1"
+
+
+def test_errors_and_other_endpoints_get_their_line_too(make_settings: SettingsFactory, json_lines: io.StringIO) -> None:
+    wrong_hook = hook_request(prefetch=EMPTY_PREFETCH, hook="order-sign")
+    with TestClient(create_app(make_settings()), base_url="http://testserver") as client:
+        statuses = [
+            client.post(URL, content=b"{not json", headers={"content-type": "application/json"}).status_code,
+            client.post(URL, json=wrong_hook).status_code,
+            client.post("/cds-services/nope", json=hook_request(prefetch=EMPTY_PREFETCH)).status_code,
+            client.get("/cds-services").status_code,
+            client.get("/health/live").status_code,
+        ]
+    assert statuses == [400, 400, 404, 200, 200]
+    lines = [line for line in _request_lines(json_lines) if line["path"] != "/health/ready"]
+    assert [(line["event"], line["method"], line["path"], line["status"]) for line in lines] == [
+        ("request answered", "POST", URL, 400),
+        ("request answered", "POST", URL, 400),
+        ("request answered", "POST", "/cds-services/nope", 404),
+        ("request answered", "GET", "/cds-services", 200),
+        ("request answered", "GET", "/health/live", 200),
+    ]
+    assert lines[1]["hookInstance"] == wrong_hook["hookInstance"], "a hook call refused after its body was read names it"
+    assert len({line["request_id"] for line in lines}) == len(lines)
+
+
+def test_a_request_the_app_fails_on_is_logged_as_500(make_settings: SettingsFactory, json_lines: io.StringIO) -> None:
+    app = create_app(make_settings())
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("gatherer broke")
+
+        app.state.cds.gatherer.gather = broken
+        assert client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH)).status_code == 500
+    (line,) = [line for line in _request_lines(json_lines) if line["path"] == URL]
+    assert line["event"] == "request answered" and line["status"] == 500
+
+
+def test_served_requests_have_one_line_each_and_no_uvicorn_access_line(tmp_path: Path) -> None:
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'cds.sqlite3'}", CDS_LOG_LEVEL="INFO")
+    upgrade_database(env)
+    log_path = tmp_path / "server.log"
+    with serve(env, log_path=log_path) as served:
+        statuses = [
+            httpx.post(served.base_url + URL, json=hook_request(prefetch=EMPTY_PREFETCH)).status_code,
+            httpx.post(served.base_url + URL, content=b"[]").status_code,
+            httpx.get(served.base_url + "/cds-services").status_code,
+        ]
+    assert statuses == [200, 400, 200]
+    lines = [orjson.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+    answered = [(line["event"], line["path"], line["status"]) for line in lines if line["logger"] == "service.access"]
+    assert answered[-3:] == [("hook answered", URL, 200), ("request answered", URL, 400), ("request answered", "/cds-services", 200)]
