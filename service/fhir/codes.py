@@ -197,14 +197,19 @@ class CodeMatcher:
     def concepts_in(self, codeable: object) -> frozenset[str]:
         """Every concept any coding of a CodeableConcept (JSON) belongs to (the selection fast path)."""
         if not isinstance(codeable, dict):
-            return frozenset()
+            return _NONE
         codings = codeable.get("coding")
         if not isinstance(codings, list):
-            return frozenset()
-        found: frozenset[str] = frozenset()
+            return _NONE
+        found = _NONE
+        cache = self._cache
         for coding in codings:
             if isinstance(coding, dict):
-                concepts = self.concepts_of(coding.get("system"), coding.get("code"))
+                system, code = coding.get("system"), coding.get("code")
+                # A code seen before: its answer without the call to concepts_of (0.1 us a coding).
+                concepts = cache.get((system, code)) if system.__class__ is str and code.__class__ is str else None
+                if concepts is None:
+                    concepts = self.concepts_of(system, code)
                 if concepts:
                     found = found | concepts if found else concepts
         return found

@@ -161,20 +161,22 @@ def select_resources(
                     patient_id = resource_id
                 break
     about = _AboutPatient(patient_id, full_urls)
+    concepts_in = matcher.concepts_in
     conditions: list[_Resource] = []
     observations: list[tuple[str, _Resource]] = []
     family_histories: list[_Resource] = []
     for resource in resources:
         resource_type = resource.get("resourceType")
-        if resource_type == "Condition":
-            if matcher.concepts_in(resource.get("code")) & condition_concepts and about(resource, "subject"):
-                conditions.append(resource)
-        elif resource_type == "Observation":
-            name = _observation_name(matcher.concepts_in(resource.get("code")), observation_concepts)
+        if resource_type == "Observation":  # the most numerous first
+            concepts = concepts_in(resource.get("code"))
+            name = _observation_name(concepts, observation_concepts) if concepts else None
             if name is not None and about(resource, "subject"):
                 observations.append((name, resource))
+        elif resource_type == "Condition":
+            if not condition_concepts.isdisjoint(concepts_in(resource.get("code"))) and about(resource, "subject"):
+                conditions.append(resource)
         elif resource_type == "FamilyMemberHistory":
-            if any(matcher.concepts_in(code) & member_concepts for code in _member_codes(resource)) and about(
+            if any(not member_concepts.isdisjoint(concepts_in(code)) for code in _member_codes(resource)) and about(
                 resource, "patient"
             ):
                 family_histories.append(resource)
@@ -188,6 +190,9 @@ def select_resources(
 
 
 def _observation_name(concepts: frozenset[str], observation_concepts: Mapping[str, str]) -> str | None:
+    if len(concepts) == 1:  # the usual case: one probe, not a walk of the definitions
+        (concept,) = concepts
+        return observation_concepts.get(concept)
     for concept, name in observation_concepts.items():  # definition order: deterministic
         if concept in concepts:
             return name
