@@ -9,6 +9,7 @@ import pytest
 
 from service.fhir import FactDefinitions
 from tests.fhir.builders import (
+    LOINC,
     SNOMED,
     TODAY,
     bmi,
@@ -342,3 +343,19 @@ def test_readings_of_one_encounter_share_its_time(definitions: FactDefinitions) 
     facts = facts_of(definitions, weight(80, at, resource_id="w"), height(175, at, resource_id="h"), bmi(26.1, at, resource_id="b"))
     assert [(e.reference, e.date) for e in facts.facts["bmi"].evidence] == [("Observation/b", date(2024, 5, 1))]
     assert facts.facts["bmi"].values == {"bmi": 26.1, "source": "measured"}
+
+
+def test_an_observation_coded_as_two_kinds_is_the_first_defined(definitions: FactDefinitions) -> None:
+    # facts.yaml defines bmi before body_weight: a reading coded as both is a BMI, whatever the coding order.
+    reading = bmi(27.0, "2024-05-01", resource_id="both")
+    reading["code"] = {"coding": [{"system": LOINC, "code": "29463-7"}, {"system": LOINC, "code": "39156-5"}]}
+    facts = facts_of(definitions, reading)
+    assert facts.skipped == () and facts.facts["bmi"].values == {"bmi": 27.0, "source": "measured"}
+
+
+def test_an_observation_of_no_defined_kind_is_not_read(definitions: FactDefinitions) -> None:
+    reading = bmi(27.0, "2024-05-01", resource_id="other")
+    reading["code"] = {"coding": [{"system": LOINC, "code": "8867-4"}]}  # heart rate
+    reading["valueQuantity"] = {"value": -1}  # would be reported if it were read
+    facts = facts_of(definitions, reading)
+    assert facts.skipped == () and not facts.holds("bmi")
