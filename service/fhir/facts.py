@@ -161,15 +161,9 @@ def _measurements(
     """Readable measurements by observation definition; the unreadable relevant ones noted."""
     found: dict[str, list[Measurement]] = {name: [] for name in definitions.observations}
     moments = Moments()
+    observations_defined, accepted_units, statuses = definitions.observations, definitions.accepted_units, definitions.statuses
     for name, resource in observations:
-        result = read_measurement(
-            resource,
-            name=name,
-            definition=definitions.observations[name],
-            units=definitions.accepted_units[name],
-            statuses=definitions.statuses,
-            moments=moments,
-        )
+        result = read_measurement(resource, name, observations_defined[name], accepted_units[name], statuses, moments)
         if isinstance(result, Unusable):
             if validator.valid(resource):  # when invalid, the validator has said why
                 validator.skip(resource, str(result))

@@ -104,7 +104,7 @@ class _AboutPatient:
         self._full_urls = full_urls
         self._verdicts: dict[str, bool] = {}  # reference -> about the patient
 
-    def __call__(self, resource: _Resource, field: str) -> bool:
+    def about(self, resource: _Resource, field: str) -> bool:
         """False only when ``resource.<field>`` clearly points at someone other than the patient."""
         if self._patient_id is None:
             return True
@@ -160,7 +160,7 @@ def select_resources(
                 if patient_id is None and isinstance(resource_id, str):
                     patient_id = resource_id
                 break
-    about = _AboutPatient(patient_id, full_urls)
+    about = _AboutPatient(patient_id, full_urls).about  # a bound method: calling an instance costs more
     concepts_in = matcher.concepts_in
     conditions: list[_Resource] = []
     observations: list[tuple[str, _Resource]] = []
