@@ -11,7 +11,7 @@ and ``hookInstance`` once the body is read), bound with :func:`request_log_conte
 from __future__ import annotations
 
 import logging
-import os
+import random
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +27,7 @@ __all__ = ["configure_logging", "JsonFormatter", "TextFormatter", "request_log_c
 # context (a thread-pool dependency) still writes to the request's own dict.
 _request_fields: ContextVar[dict[str, object] | None] = ContextVar("request_log_fields", default=None)
 
+_random_bits = random.getrandbits
 _MAX_BOUND_VALUE = 128  # client-chosen values (hookInstance) are cut to this length
 # Libraries that log URLs (a FHIR search URL holds the patient id) or headers at INFO/DEBUG.
 _QUIET_LIBRARIES = ("httpx", "httpcore", "hpack", "h11", "h2", "multipart")
@@ -47,9 +48,13 @@ def request_log_context() -> Iterator[dict[str, object]]:
 
 
 def _new_request_id() -> str:
-    """``uuid.uuid4().hex[:16]`` (its version digit 4 included) from 8 random bytes, without
-    building a UUID from 16 (2.5 -> 1 us, once per request)."""
-    return f"{(int.from_bytes(os.urandom(8), 'big') & ~0xF000) | 0x4000:016x}"
+    """16 hex digits in the form of ``uuid.uuid4().hex[:16]`` (its version digit 4 included).
+
+    A correlation id needs to be unique, not unpredictable: drawn from ``random`` (seeded from the
+    OS in each process and reseeded in forked ones), not from ``os.urandom``, a system call per
+    request: 0.79 -> 0.27 us.
+    """
+    return f"{(_random_bits(64) & ~0xF000) | 0x4000:016x}"
 
 
 def bind_request_fields(**fields: str | int | None) -> None:

@@ -104,3 +104,23 @@ def test_served_requests_have_one_line_each_and_no_uvicorn_access_line(tmp_path:
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
     answered = [(line["event"], line["path"], line["status"]) for line in lines if line["logger"] == "service.access"]
     assert answered[-3:] == [("hook answered", URL, 200), ("request answered", URL, 400), ("request answered", "/cds-services", 200)]
+
+
+def test_request_ids_differ_between_processes_forked_from_one_another() -> None:
+    """Ids come from ``random``, which each forked worker reseeds: no two workers share a sequence."""
+    import multiprocessing
+
+    from service.logs import _new_request_id
+
+    def draw(queue: multiprocessing.Queue[list[str]]) -> None:
+        queue.put([_new_request_id() for _ in range(1000)])
+
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[list[str]] = context.Queue()
+    children = [context.Process(target=draw, args=(queue,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    drawn = [queue.get(timeout=30) for _ in children] + [[_new_request_id() for _ in range(1000)]]
+    for child in children:
+        child.join(timeout=30)
+    assert len({request_id for ids in drawn for request_id in ids}) == 3000
