@@ -124,3 +124,19 @@ def test_request_ids_differ_between_processes_forked_from_one_another() -> None:
     for child in children:
         child.join(timeout=30)
     assert len({request_id for ids in drawn for request_id in ids}) == 3000
+
+
+def test_json_timestamps_read_as_datetime_formats_them() -> None:
+    """The per-second cache of the JSON formatter writes what ``fromtimestamp(...).isoformat`` does,
+    rounding at the microsecond included (x.9999996 is the next second)."""
+    import random
+    from datetime import UTC, datetime
+
+    from service.logs import JsonFormatter
+
+    formatter = JsonFormatter()
+    base = 1_795_000_000
+    moments = [base + 0.9999996, base + 0.0000004, base + 0.0005, base + 0.9995, base + 1.0, base + 59.999999]
+    moments += [base + random.random() * 100_000 for _ in range(20_000)]
+    for moment in sorted(moments) + moments[:50]:
+        assert formatter._timestamp(moment) == datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds"), moment
