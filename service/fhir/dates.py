@@ -50,14 +50,27 @@ def parse_when(value: object) -> When | None:
         return None
     text = value.strip()
     if "T" not in text:  # only a dateTime has one: the date pattern is not tried on dateTimes (0.3 us)
-        match = _DATE.fullmatch(text)
-        if match is None:
-            return None
+        day = _date_first_day(text)
+        return None if day is None else _from_day(day)
+    return _datetime_when(text)
+
+
+def _date_first_day(text: str) -> date | None:
+    """A FHIR date (``2024``, ``2024-03``, ``2024-03-09``), stripped: its first day."""
+    match = _DATE.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        if len(text) == 10 and text.isascii():  # a full date, read in C (0.3 us less than three ints)
+            return date.fromisoformat(text)
         year, month, day = match.groups()
-        try:
-            return _from_day(date(int(year), int(month or 1), int(day or 1)))
-        except ValueError:
-            return None
+        return date(int(year), int(month or 1), int(day or 1))
+    except ValueError:
+        return None
+
+
+def _datetime_when(text: str) -> When | None:
+    """A FHIR dateTime with a time, stripped."""
     if not _DATETIME.fullmatch(text):
         return None
     try:
@@ -93,17 +106,28 @@ class Moments(dict[str, "When | None"]):
 
 def first_day(value: object) -> date | None:
     """The (first) day of a FHIR date or dateTime."""
-    when = parse_when(value)
-    return when.day if when else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if "T" not in text:
+        return _date_first_day(text)  # no instant built for a date: 1.4 -> 0.5 us
+    when = _datetime_when(text)
+    return None if when is None else when.day
 
 
 def birth_date(value: object) -> date | None:
     """``Patient.birthDate``; a partial one counts as its last possible day (the youngest age)."""
     if not isinstance(value, str):
         return None
-    match = _DATE.fullmatch(value.strip())
+    text = value.strip()
+    match = _DATE.fullmatch(text)
     if not match:
         return None
+    if len(text) == 10 and text.isascii():  # a full date, read in C
+        try:
+            return date.fromisoformat(text)
+        except ValueError:  # month 13, day 32
+            return None
     year_text, month_text, day_text = match.groups()
     year = int(year_text)
     month = int(month_text) if month_text else 12

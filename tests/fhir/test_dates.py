@@ -50,6 +50,17 @@ def test_moments_read_as_parse_when(value: object) -> None:
     assert moments.of(value) is moments.of(value)  # read once per call
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["2024", "2024-03", "2024-03-09", " 2024-03-09 ", "2024-02-29", "2023-02-29", "2024-13-01", "2024-00-10", "0000-01-01",
+     "2024-03-09T10:00:00+02:00", "2024-03-09T01:00:00+02:00", "2024-3-9", "", None, 20240309],
+)
+def test_first_day_is_the_day_of_parse_when(value: object) -> None:
+    # first_day reads a date without building its instant: the same day, or the same None.
+    when = parse_when(value)
+    assert first_day(value) == (when.day if when else None)
+
+
 def test_digits_past_microseconds_are_dropped() -> None:
     when = parse_when("2024-03-09T10:00:00.1234567-01:30")
     assert when is not None and when.instant == datetime(2024, 3, 9, 11, 30, 0, 123456, tzinfo=UTC)
