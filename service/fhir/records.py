@@ -265,10 +265,6 @@ class Measurement:
         return Decimal(str(self.number))
 
     @property
-    def unit_code(self) -> str:
-        return self.unit.code
-
-    @property
     def value(self) -> Decimal:
         """In the canonical unit. Converted when first compared or shown, not when read: most readings
         of a history are only dated (Decimal(str(float)) is 0.45 us a reading)."""
