@@ -61,7 +61,11 @@ class AllOf:
     items: tuple[Condition, ...]
 
     def evaluate(self, holds: Holds) -> bool:
-        return all(item.evaluate(holds) for item in self.items)
+        # A loop, not all() over a generator: evaluation is most of the engine's time per call.
+        for item in self.items:
+            if not item.evaluate(holds):
+                return False
+        return True
 
     def fact_names(self) -> tuple[str, ...]:
         return _unique(name for item in self.items for name in item.fact_names())
@@ -78,7 +82,10 @@ class AnyOf:
     items: tuple[Condition, ...]
 
     def evaluate(self, holds: Holds) -> bool:
-        return any(item.evaluate(holds) for item in self.items)
+        for item in self.items:  # a loop, as in AllOf
+            if item.evaluate(holds):
+                return True
+        return False
 
     def fact_names(self) -> tuple[str, ...]:
         return _unique(name for item in self.items for name in item.fact_names())
@@ -115,7 +122,11 @@ class CountOf:
     at_least: int
 
     def evaluate(self, holds: Holds) -> bool:
-        return sum(1 for name in self.facts if holds(name)) >= self.at_least
+        held = 0  # a loop, as in AllOf
+        for name in self.facts:
+            if holds(name):
+                held += 1
+        return held >= self.at_least
 
     def fact_names(self) -> tuple[str, ...]:
         return self.facts
@@ -191,7 +202,12 @@ def _fact_name(raw: Any, *, field: str, known_facts: frozenset[str]) -> str:
 
 def _supporting(items: tuple[Condition, ...], holds: Holds) -> tuple[str, ...]:
     """The holding facts of the items that are true: what made this part true."""
-    return _unique(name for item in items if item.evaluate(holds) for name in item.supporting(holds))
+    names: dict[str, None] = {}
+    for item in items:  # loops, as in AllOf.evaluate
+        if item.evaluate(holds):
+            for name in item.supporting(holds):
+                names[name] = None
+    return tuple(names)
 
 
 def _unique(names: Any) -> tuple[str, ...]:
