@@ -100,6 +100,8 @@ class _RuleParts:
     source: Source
     override_reasons: tuple[Coding, ...]
     link_label: str
+    # The detail's lines for the reasons whose text has no placeholder, by that text (~0.6 us each).
+    fixed_reason_lines: Mapping[str, str]
     detail_end: str  # the detail after the reasons: advice, source, citations, rule version
 
     @classmethod
@@ -124,6 +126,9 @@ class _RuleParts:
                 for reason in catalogue.override_reasons
             ),
             link_label=f"About this rule: {rule.title} (v{rule.version})",
+            fixed_reason_lines={
+                reason.text.text: _reason_line(reason.text.text) for reason in rule.reasons if not reason.text.placeholders
+            },
             detail_end="\n".join(lines),
         )
 
@@ -183,10 +188,18 @@ def _detail(finding: Finding, parts: _RuleParts) -> str:
     lines = [f"**Why this card** (as of {finding.today.isoformat()}):", ""]
     for item in finding.reasons:
         text = item.reason.text
-        lines.append("- " + _one_line(text.render(_reason_values(item, text, parts.parameters, _escape), missing=_missing)))
-        lines.extend(f"  - {_evidence_line(evidence)}" for evidence in item.fact.evidence)
+        if text.placeholders:
+            lines.append(_reason_line(text.render(_reason_values(item, text, parts.parameters, _escape), missing=_missing)))
+        else:
+            lines.append(parts.fixed_reason_lines[text.text])
+        for evidence in item.fact.evidence:
+            lines.append(f"  - {_evidence_line(evidence)}")
     lines.append(parts.detail_end)
     return "\n".join(lines)
+
+
+def _reason_line(text: str) -> str:
+    return "- " + _one_line(text)
 
 
 def _evidence_line(evidence: Evidence) -> str:

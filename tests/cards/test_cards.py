@@ -128,6 +128,18 @@ def test_detail_shows_values_dates_and_references() -> None:
     assert "(as of 2024-06-01)" in detail
 
 
+def test_each_shown_reason_is_one_line_of_the_detail_in_order() -> None:
+    # Reasons without placeholders are made into lines once per rule; they must read as the rendered ones do.
+    for finding in _findings(*EVERYTHING):
+        detail = build_card(finding, catalogue=catalogue(), base_url=BASE).detail or ""
+        why = detail.split("**What the source advises:**")[0]
+        reason_lines = [line for line in why.splitlines() if line.startswith("- ")]
+        assert len(reason_lines) == len(finding.reasons)
+        for line, shown in zip(reason_lines, finding.reasons):
+            if not shown.reason.text.placeholders:
+                assert line == "- " + " ".join(shown.reason.text.text.split())
+
+
 def test_summary_stays_under_140_characters_with_long_data() -> None:
     long = "x" * 400
     overrides = {
