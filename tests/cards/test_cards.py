@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import date
 
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from service.cards import SUMMARY_LIMIT, build_card, build_cards
+from service.cards import SUMMARY_LIMIT, build_card, build_cards, new_uuid
 from service.cdshooks.models import Card, CardsResponse
 from service.engine.evaluate import Finding, evaluate
 from service.fhir.model import Evidence, Fact
@@ -177,3 +178,11 @@ def test_uuids_come_from_the_injected_factory() -> None:
     assert len(set(uuids)) == len(uuids)
     assert all(u and u.startswith("00000000-0000-4000-8000-") for u in uuids)
     assert all(link.url.startswith(f"{BASE}/rules/") for card in cards for link in card.links or ())
+
+
+def test_new_uuid_writes_random_version_4_uuids_as_uuid_does() -> None:
+    made = [new_uuid() for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
