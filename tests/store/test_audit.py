@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from service.store import Store, upgrade_database
@@ -35,6 +37,21 @@ async def test_invocation_and_its_cards_are_written_in_the_background(migrated_u
     raw = rows(migrated_url, "SELECT skipped_resources, evidence, suggestion_uuids FROM invocation, card_issued WHERE card_issued.uuid = :u", u=first.uuid)
     assert "Observation/bad-1" in str(raw[0][0])
     assert "Condition/knee-oa" in str(raw[0][1]) and first.suggestion_uuids[0] in str(raw[0][2])
+
+
+async def test_json_columns_are_written_by_orjson_and_read_back_as_lists(migrated_url: str) -> None:
+    # json_text, not the json module SQLAlchemy would use: compact text, no space after a comma.
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        store.record_invocation(invocation(hook_instance="hi-json", cards=(), skipped=("Observation/a", "Condition/b \u00e9")))
+        await eventually(lambda: store.audit_backlog == 0)
+    finally:
+        await store.close()
+    [(text,)] = rows(migrated_url, "SELECT CAST(skipped_resources AS TEXT) FROM invocation")
+    assert text == '["Observation/a","Condition/b \u00e9"]'
+    [(value,)] = rows(migrated_url, "SELECT skipped_resources FROM invocation")
+    assert (value if isinstance(value, list) else json.loads(value)) == ["Observation/a", "Condition/b \u00e9"]
 
 
 async def test_many_records_are_written_in_batches(migrated_url: str) -> None:
