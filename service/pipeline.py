@@ -94,7 +94,7 @@ def evaluate_facts(
                 rule_version=finding.rule.version,
                 indicator=finding.rule.indicator,
                 evidence=finding.references,
-                suggestion_uuids=tuple(str(s.uuid) for s in card.suggestions or ()),
+                suggestion_uuids=tuple([str(s.uuid) for s in card.suggestions]) if card.suggestions else (),
             )
         )
     return Evaluation(cards=built, issued=tuple(issued), skipped=facts.skipped)

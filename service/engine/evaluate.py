@@ -56,7 +56,12 @@ class Finding:
     @property
     def references(self) -> tuple[str, ...]:
         """``Type/id`` of every evidence resource that has an id."""
-        return tuple(dict.fromkeys(ref for ref in (item.reference for item in self.evidence) if ref))
+        references: dict[str, None] = {}
+        for item in self.evidence:  # a loop: the generators cost 0.5 us more per card
+            reference = item.reference
+            if reference:
+                references[reference] = None
+        return tuple(references)
 
     def supporting_evidence(self) -> tuple[Evidence, ...]:
         """The evidence of the facts that made the rule fire (what a suggestion's reason is)."""
