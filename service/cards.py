@@ -280,20 +280,21 @@ def _suggestions(finding: Finding, *, uuid_factory: UuidFactory) -> list[dict[st
 def _service_request(
     spec: SuggestionSpec, *, finding: Finding, patient_id: str, reasons: list[dict[str, str]]
 ) -> dict[str, Any]:
+    # Written in FHIR's element order, as the validated model dumps itself (tests/cards compares the two
+    # as JSON for every rule): that dump cost ~100 us of a suggestion's ~180.
     code: dict[str, Any] = {"text": spec.text}
     if spec.code is not None:
-        code["coding"] = [{"system": spec.code.system, "code": spec.code.code, "display": spec.code.display}]
+        code = {"coding": [{"system": spec.code.system, "code": spec.code.code, "display": spec.code.display}], "text": spec.text}
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": spec.intent,
         "code": code,
         "subject": {"reference": f"Patient/{patient_id}"},
-        "note": [{"text": f"Suggested by back-knee-cds rule {finding.rule.id} version {finding.rule.version}."}],
     }
     if reasons:
-        resource["reasonReference"] = reasons
+        resource["reasonReference"] = [dict(reason) for reason in reasons]
+    resource["note"] = [{"text": f"Suggested by back-knee-cds rule {finding.rule.id} version {finding.rule.version}."}]
     # Strict writer: what we emit must be valid R4 (raises on a bug in the rules or this module).
-    validated = ServiceRequest.model_validate(resource)
-    dumped: Mapping[str, Any] = validated.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return dict(dumped)
+    ServiceRequest.model_validate(resource)
+    return resource

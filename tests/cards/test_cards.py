@@ -6,6 +6,7 @@ import itertools
 import uuid
 from datetime import date
 
+import orjson
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
@@ -95,6 +96,24 @@ def test_suggestions_are_valid_r4_service_requests(all_cards: list[Card]) -> Non
             assert request.code is not None and request.code.text
             for reason in request.reasonReference or ():
                 assert reason.reference.split("/")[0] in ("Condition", "Observation")
+
+
+def _as_fhir_writes_it(resource: dict[str, object]) -> bytes:
+    return orjson.dumps(ServiceRequest.model_validate(resource).model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def test_suggested_requests_are_written_as_fhir_resources_dump_themselves(all_cards: list[Card]) -> None:
+    # The card writes its ServiceRequests itself, after validating them: byte for byte what the model would dump.
+    odd = " Knee  pain\t[left] <b>é</b> " + "x" * 190 + " y"
+    overrides = {"knee_complaint": Fact("knee_complaint", True, (Evidence("Condition", "kp", odd, date(2024, 4, 1)),))}
+    cards = [*all_cards, _card("knee-pain-back-risk", "knee_complaint", overrides=overrides), _card("knee-pain-back-risk", "knee_complaint", overrides={
+        "knee_complaint": Fact("knee_complaint", True, (Evidence("Condition", None, "Knee pain"),))
+    })]
+    resources = [action.resource or {} for card in cards for suggestion in card.suggestions or () for action in suggestion.actions or ()]
+    assert any("reasonReference" in resource for resource in resources) and any("reasonReference" not in resource for resource in resources)
+    assert any("coding" in resource["code"] for resource in resources) and any("coding" not in resource["code"] for resource in resources)
+    for resource in resources:
+        assert orjson.dumps(resource) == _as_fhir_writes_it(resource)
 
 
 def test_post_injury_back_pain_offers_mri_and_evaluation_with_any() -> None:
