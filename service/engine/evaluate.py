@@ -87,7 +87,9 @@ def evaluate(
         for rule in catalogue.rules_for(service_id)
         if rule.id not in suppressed and (finding := _fire(rule, facts, holds)) is not None
     ]
-    return sorted(findings, key=lambda finding: (_URGENCY[finding.rule.indicator], catalogue.rule_order(finding.rule.id)))
+    if len(findings) > 1:  # most calls find one rule or none
+        findings.sort(key=lambda finding: (_URGENCY[finding.rule.indicator], catalogue.rule_order(finding.rule.id)))
+    return findings
 
 
 def _fire(rule: Rule, facts: PatientFacts, holds: Holds) -> Finding | None:
