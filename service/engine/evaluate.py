@@ -93,7 +93,8 @@ def evaluate(
 
 
 def _fire(rule: Rule, facts: PatientFacts, holds: Holds) -> Finding | None:
-    if not rule.condition.evaluate(holds):
+    supporting = rule.condition.support(holds)
+    if supporting is None:
         return None
     # Loops rather than generator expressions, here and in the conditions: evaluate 10.5 -> 6.9 us per typical call.
     all_facts = facts.facts
@@ -103,7 +104,6 @@ def _fire(rule: Rule, facts: PatientFacts, holds: Holds) -> Finding | None:
         fact = holding.get(reason.fact)
         if fact is not None and reason.when.evaluate(holds):
             shown.append(ShownReason(reason, fact))
-    supporting = rule.condition.supporting(holds)
     # The facts that made the rule fire first, then the ones its reasons show.
     names = dict.fromkeys(supporting)
     for item in shown:
