@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.cdshooks.status_watch import StatusWatch
 
 __all__ = ["RequestMetricsMiddleware"]
 
@@ -23,20 +25,13 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # what the client sees if the app dies before answering
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, watch.send)
         finally:
             state = getattr(scope.get("app").state, "cds", None) if scope.get("app") else None
             if state is not None:
-                state.metrics.record_request(_service_label(path, state.catalogue.services), status, time.perf_counter() - started)
+                state.metrics.record_request(_service_label(path, state.catalogue.services), watch.status, time.perf_counter() - started)
 
 
 def _service_label(path: str, known: object) -> str:

@@ -13,8 +13,9 @@ import logging
 import time
 from urllib.parse import quote
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.cdshooks.status_watch import StatusWatch
 from service.logs import request_log_context
 
 __all__ = ["HOOK_ANSWERED", "REQUEST_ANSWERED", "RequestLogContextMiddleware"]
@@ -36,22 +37,15 @@ class RequestLogContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # what the client sees if the app dies before answering
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         with request_log_context() as bound:
             try:
-                await self.app(scope, receive, send_noting_status)
+                await self.app(scope, receive, watch.send)
             finally:
                 if log.isEnabledFor(logging.INFO):
                     log.info(
                         HOOK_ANSWERED if "cards" in bound else REQUEST_ANSWERED,
-                        extra={"fields": _request_line_fields(scope, status, time.perf_counter() - started)},
+                        extra={"fields": _request_line_fields(scope, watch.status, time.perf_counter() - started)},
                     )
 
 
