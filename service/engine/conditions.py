@@ -49,12 +49,9 @@ class FactRef:
     def fact_names(self) -> tuple[str, ...]:
         return (self.name,)
 
-    def supporting(self, holds: Holds) -> tuple[str, ...]:
-        return (self.name,) if holds(self.name) else ()
-
     def support(self, holds: Holds) -> tuple[str, ...] | None:
-        """None when the condition is false, else what ``supporting`` answers: one pass over the
-        condition where evaluating then asking ``supporting`` evaluated each part again."""
+        """None when the condition is false, else the holding facts that made it true, in one pass
+        (a fact under ``not`` never does; an ``any`` counts each of its true parts)."""
         return (self.name,) if holds(self.name) else None
 
     def describe(self) -> str:
@@ -74,9 +71,6 @@ class AllOf:
 
     def fact_names(self) -> tuple[str, ...]:
         return _unique(name for item in self.items for name in item.fact_names())
-
-    def supporting(self, holds: Holds) -> tuple[str, ...]:
-        return _supporting(self.items, holds)
 
     def support(self, holds: Holds) -> tuple[str, ...] | None:
         names: dict[str, None] = {}
@@ -105,9 +99,6 @@ class AnyOf:
     def fact_names(self) -> tuple[str, ...]:
         return _unique(name for item in self.items for name in item.fact_names())
 
-    def supporting(self, holds: Holds) -> tuple[str, ...]:
-        return _supporting(self.items, holds)
-
     def support(self, holds: Holds) -> tuple[str, ...] | None:
         names: dict[str, None] = {}
         true = False
@@ -133,11 +124,8 @@ class Not:
     def fact_names(self) -> tuple[str, ...]:
         return self.item.fact_names()
 
-    def supporting(self, holds: Holds) -> tuple[str, ...]:
-        return ()  # an absent fact is not evidence of anything
-
     def support(self, holds: Holds) -> tuple[str, ...] | None:
-        return None if self.item.evaluate(holds) else ()
+        return None if self.item.evaluate(holds) else ()  # an absent fact is not evidence of anything
 
     def describe(self) -> str:
         return f"not {self.item.describe()}"
@@ -160,11 +148,8 @@ class CountOf:
     def fact_names(self) -> tuple[str, ...]:
         return self.facts
 
-    def supporting(self, holds: Holds) -> tuple[str, ...]:
-        return tuple([name for name in self.facts if holds(name)])  # a list: a generator costs 0.07 us more
-
     def support(self, holds: Holds) -> tuple[str, ...] | None:
-        held = self.supporting(holds)
+        held = tuple([name for name in self.facts if holds(name)])  # a list: a generator costs 0.07 us more
         return held if len(held) >= self.at_least else None
 
     def describe(self) -> str:
@@ -231,17 +216,6 @@ def _fact_name(raw: Any, *, field: str, known_facts: frozenset[str]) -> str:
     if raw not in known_facts:
         raise ConditionError(field, f"unknown fact '{raw}'; known facts: {', '.join(sorted(known_facts))}")
     return raw
-
-
-def _supporting(items: tuple[Condition, ...], holds: Holds) -> tuple[str, ...]:
-    """The holding facts of the items that are true: what made this part true."""
-    names: dict[str, None] = {}
-    for item in items:  # loops, as in AllOf.evaluate
-        held = item.support(holds)
-        if held is not None:
-            for name in held:
-                names[name] = None
-    return tuple(names)
 
 
 def _unique(names: Any) -> tuple[str, ...]:
