@@ -27,7 +27,7 @@ from service.engine.rules import Rule, SuggestionSpec
 from service.engine.templates import Template
 from service.fhir.model import Evidence
 
-__all__ = ["SUMMARY_LIMIT", "CardBuilder", "build_card", "build_cards", "format_value", "new_uuid"]
+__all__ = ["SUMMARY_LIMIT", "CardBuilder", "format_value", "new_uuid"]
 
 SUMMARY_LIMIT = 139  # CDS Hooks: summary SHALL be under 140 characters
 # ServiceRequest.reasonReference may point at these (FHIR R4).
@@ -59,39 +59,23 @@ class CardBuilder:
         self._parts = {rule.id: _RuleParts.of(catalogue, rule) for rule in catalogue.rules}
 
     def card(self, finding: Finding, *, base_url: str, uuid_factory: UuidFactory = new_uuid) -> Card:
-        return _card(finding, self._parts[finding.rule.id], base_url=base_url, uuid_factory=uuid_factory)
-
-
-def build_cards(
-    findings: list[Finding], *, catalogue: Catalogue, base_url: str, uuid_factory: UuidFactory = new_uuid
-) -> list[Card]:
-    """One card per finding, in the findings' order."""
-    builder = CardBuilder(catalogue)
-    return [builder.card(finding, base_url=base_url, uuid_factory=uuid_factory) for finding in findings]
-
-
-def build_card(finding: Finding, *, catalogue: Catalogue, base_url: str, uuid_factory: UuidFactory = new_uuid) -> Card:
-    """One card (a ``CardBuilder`` keeps the rule's shared parts for the next)."""
-    return _card(finding, _RuleParts.of(catalogue, finding.rule), base_url=base_url, uuid_factory=uuid_factory)
-
-
-def _card(finding: Finding, parts: _RuleParts, *, base_url: str, uuid_factory: UuidFactory) -> Card:
-    rule = finding.rule
-    suggestions = _suggestions(finding, uuid_factory=uuid_factory)
-    # One validation of a mapping, the link and suggestions inside it: calling Card(...) and Link(...) cost 0.6 us more.
-    return Card.model_validate(
-        {
-            "uuid": uuid_factory(),
-            "summary": _summary(finding, parts),
-            "detail": _detail(finding, parts),
-            "indicator": rule.indicator,
-            "source": parts.source,
-            "suggestions": suggestions or None,
-            "selectionBehavior": rule.selection_behavior if suggestions else None,
-            "overrideReasons": list(parts.override_reasons),
-            "links": [{"label": parts.link_label, "url": f"{base_url.rstrip('/')}/rules/{rule.id}", "type": "absolute"}],
-        }
-    )
+        rule = finding.rule
+        parts = self._parts[rule.id]
+        suggestions = _suggestions(finding, uuid_factory=uuid_factory)
+        # One validation of a mapping, the link and suggestions inside it: calling Card(...) and Link(...) cost 0.6 us more.
+        return Card.model_validate(
+            {
+                "uuid": uuid_factory(),
+                "summary": _summary(finding, parts),
+                "detail": _detail(finding, parts),
+                "indicator": rule.indicator,
+                "source": parts.source,
+                "suggestions": suggestions or None,
+                "selectionBehavior": rule.selection_behavior if suggestions else None,
+                "overrideReasons": list(parts.override_reasons),
+                "links": [{"label": parts.link_label, "url": f"{base_url.rstrip('/')}/rules/{rule.id}", "type": "absolute"}],
+            }
+        )
 
 
 # --- what a rule's cards share -------------------------------------------------------------

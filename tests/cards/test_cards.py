@@ -10,7 +10,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from service.cards import SUMMARY_LIMIT, build_card, build_cards, new_uuid
+from service.cards import SUMMARY_LIMIT, CardBuilder, new_uuid
 from service.cdshooks.models import Card, CardsResponse
 from service.engine.evaluate import Finding, evaluate
 from service.fhir.model import Evidence, Fact
@@ -18,6 +18,7 @@ from tests.engine.builders import catalogue, patient_facts
 
 BASE = "https://cds.example.org"
 EVERYTHING = tuple(name for name in catalogue().facts)
+CARDS = CardBuilder(catalogue())
 
 
 def _findings(*holding: str, **kwargs: object) -> list[Finding]:
@@ -27,7 +28,7 @@ def _findings(*holding: str, **kwargs: object) -> list[Finding]:
 
 def _card(rule_id: str, *holding: str, **kwargs: object) -> Card:
     (finding,) = [f for f in _findings(*holding, **kwargs) if f.rule.id == rule_id]
-    return build_card(finding, catalogue=catalogue(), base_url=BASE)
+    return CARDS.card(finding, base_url=BASE)
 
 
 def _counter() -> object:
@@ -42,7 +43,7 @@ def all_cards() -> list[Card]:
     for left_out in ((), ("back_complaint", "back_pain_after_trauma", "sciatica"), ("knee_complaint",)):
         for finding in _findings(*(name for name in EVERYTHING if name not in left_out)):
             by_rule.setdefault(finding.rule.id, finding)
-    return build_cards(list(by_rule.values()), catalogue=catalogue(), base_url=BASE)
+    return [CARDS.card(finding, base_url=BASE) for finding in by_rule.values()]
 
 
 def test_every_rule_yields_a_card_when_everything_holds(all_cards: list[Card]) -> None:
@@ -151,7 +152,7 @@ def test_detail_shows_values_dates_and_references() -> None:
 def test_each_shown_reason_is_one_line_of_the_detail_in_order() -> None:
     # Reasons without placeholders are made into lines once per rule; they must read as the rendered ones do.
     for finding in _findings(*EVERYTHING):
-        detail = build_card(finding, catalogue=catalogue(), base_url=BASE).detail or ""
+        detail = CARDS.card(finding, base_url=BASE).detail or ""
         why = detail.split("**What the source advises:**")[0]
         reason_lines = [line for line in why.splitlines() if line.startswith("- ")]
         assert len(reason_lines) == len(finding.reasons)
@@ -192,7 +193,8 @@ def test_no_suggestions_without_a_usable_patient_id() -> None:
 
 def test_uuids_come_from_the_injected_factory() -> None:
     findings = _findings("knee_complaint", "knee_arthritis")
-    cards = build_cards(findings, catalogue=catalogue(), base_url=BASE + "/", uuid_factory=_counter())  # type: ignore[arg-type]
+    uuid_factory = _counter()
+    cards = [CARDS.card(finding, base_url=BASE + "/", uuid_factory=uuid_factory) for finding in findings]  # type: ignore[arg-type]
     uuids = [card.uuid for card in cards] + [s.uuid for card in cards for s in card.suggestions or ()]
     assert len(set(uuids)) == len(uuids)
     assert all(u and u.startswith("00000000-0000-4000-8000-") for u in uuids)
