@@ -251,12 +251,10 @@ class Measurement:
 
     resource: _Resource  # validated only when a fact is about to rest on it
     resource_id: str | None
-    observation: str  # the observation definition: "body_weight"
     when: When
     number: int | float | Decimal  # the value as the resource writes it (a JSON number), in ...
-    unit: Unit  # ... this UCUM unit
+    unit: Unit  # ... this UCUM unit, one its definition accepts (so of the definition's quantity)
     concept: str  # the observation's concept, for its label
-    quantity: str  # the definition's quantity: "mass", "length" or "body_mass_index"
     _value: Decimal | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -280,7 +278,7 @@ class Measurement:
 
     def shown(self) -> str:
         """As written, then in the unit clinicians read: "185 lbs (83.9 kg)"."""
-        shown_unit, shown_factor = _SHOWN_IN[self.quantity]
+        shown_unit, shown_factor = _SHOWN_IN[self.unit.quantity]
         unit_code = self.unit.code
         unit_text = _string(self.resource.get("valueQuantity", {}).get("unit"))
         written = f"{_number(self.written)} {unit_text or unit_code}"
@@ -339,12 +337,10 @@ def read_measurement(  # called positionally per reading: keywords cost 0.1 us a
     return Measurement(  # positional: keywords cost 0.1 us more per reading
         resource,
         resource_id if isinstance(resource_id, str) else None,
-        name,
         when,
         number,
         unit,
         definition.concept,
-        definition.quantity,
     )
 
 
