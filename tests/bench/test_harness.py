@@ -14,6 +14,7 @@ from bench.baseline_app import starlette_app as starlette_baseline
 from bench.loadgen import LoadResult, WrkError, parse_wrk_output
 from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, median_round, sweep_slopes
 from bench.servers import cpu_seconds
+from tests.support.fastapi_solving import solved  # noqa: F401 (a fixture)
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1234/cds-services/back-knee-risk-factors
   1 threads and 8 connections
@@ -102,6 +103,14 @@ def test_cpu_seconds_of_this_process_grow_with_work() -> None:
     while time.process_time() < deadline:
         pass
     assert cpu_seconds(os.getpid()) > before
+
+
+def test_the_fastapi_baseline_route_is_called_directly_like_the_service_hook_route(solved: list[str]) -> None:
+    # A baseline route paying FastAPI's per-call parameter solving that the service's hook route
+    # skips (tests/cdshooks/test_direct_route.py) would count that cost against the baseline alone.
+    with TestClient(fastapi_baseline) as client:
+        assert client.post("/cds-services/back-knee-risk-factors", json={"hook": "patient-view"}).status_code == 200
+    assert solved == []
 
 
 def test_baselines_are_served_with_the_service_gc_tuning() -> None:

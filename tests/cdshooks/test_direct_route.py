@@ -10,30 +10,15 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse, Response
 
-import fastapi.routing
 from service.app import create_app
 from service.cdshooks.direct_route import DirectRoute
 from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
 from tests.conftest import SettingsFactory
+from tests.support.fastapi_solving import solved  # noqa: F401 (a fixture)
 
 
 def ten() -> int:
     return 10
-
-
-@pytest.fixture
-def solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The endpoints FastAPI solved parameters for."""
-    calls: list[str] = []
-    solve = fastapi.routing.solve_dependencies
-
-    async def counting(*args: object, **kwargs: object) -> object:
-        dependant = kwargs["dependant"]
-        calls.append(getattr(dependant.call, "__name__", "?"))
-        return await solve(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
-    return calls
 
 
 def test_the_hook_endpoint_is_called_directly_and_the_others_are_not(make_settings: SettingsFactory, solved: list[str]) -> None:
