@@ -297,7 +297,7 @@ def read_measurement(  # called positionally per reading: keywords cost 0.1 us a
     definition: ObservationDefinition,
     units: Mapping[str, Unit],
     statuses: Statuses,
-    moments: Moments | None = None,
+    moments: Moments,
 ) -> Measurement | Unusable | None:
     """The measurement, or None when it is not usable (status, no value: normal), or Unusable(reason).
 
@@ -327,8 +327,6 @@ def read_measurement(  # called positionally per reading: keywords cost 0.1 us a
         if unit is None:
             accepted = ", ".join(definition.units)
             return Unusable(f"unit '{unit_code}' is not one accepted for {name} ({accepted}); ignored, not guessed")
-    if moments is None:
-        moments = Moments()
     # effectiveDateTime first, here: the usual case without a call (0.15 us a reading)
     when = moments.of(resource.get("effectiveDateTime")) or _effective_otherwise(resource, moments)
     if when is None:
