@@ -122,8 +122,8 @@ def _brackets_outside_strings_exactly(structure: bytes) -> bytes:
     # out, heavy body). What stays quoted is a string with a bracket in it.
     structure = structure.replace(b'""', b"  ")
     if b'"' in structure:
-        structure = b"".join(structure.split(b'"')[0::2])
-    return structure.translate(None, b' "')
+        structure = b"".join(structure.split(b'"')[0::2])  # no quote left
+    return structure.translate(None, b" ")
 
 
 def _without_escapes(body: bytes) -> bytes:
