@@ -136,7 +136,7 @@ class HookRequest(_Incoming):
 
 
 class Source(_Outgoing):
-    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by a rule's cards (service/cards.py)
+    model_config = ConfigDict(frozen=True)  # shared by a rule's cards (service/cards.py)
 
     label: str
     url: str | None = None
