@@ -19,7 +19,6 @@ Bodies are deterministic (ids and hookInstance derive from fixed names), so runs
 from __future__ import annotations
 
 import copy
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from shared_dir import locate_shared_dir
 
 __all__ = [
     "BODY_WEIGHT_HEIGHT_BMI_CODES",
@@ -44,10 +45,8 @@ __all__ = [
 
 SERVICE_ID = "back-knee-risk-factors"
 
-# The shared FHIR fixtures: beside the checkout, or under BACK_KNEE_SHARED_DIR (as for the tests).
-DEFAULT_FIXTURES = (
-    Path(os.environ.get("BACK_KNEE_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared") / "fixtures" / "fhir"
-)
+# The shared FHIR fixtures, found as the tests find them.
+DEFAULT_FIXTURES = locate_shared_dir() / "fixtures" / "fhir"
 
 # The codes of the service's Observation prefetch template (rules/services.yaml, clinical-codes.md §7).
 BODY_WEIGHT_HEIGHT_BMI_CODES = frozenset(

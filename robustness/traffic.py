@@ -21,9 +21,11 @@ from typing import Any
 
 import orjson
 
+from shared_dir import locate_shared_dir
+
 __all__ = ["PatientData", "load_patients", "hook_body", "SERVICES", "FIXTURES"]
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "fhir"
+FIXTURES = locate_shared_dir() / "fixtures" / "fhir"
 SERVICES = ("back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance")
 # LOINC BMI, body weight and body height codes of the Observation prefetch template (rules/services.yaml).
 _VITAL_CODES = frozenset({"39156-5", "29463-7", "3141-9", "3142-7", "8350-1", "8351-9", "8302-2", "3137-7", "8306-3", "8308-9"})

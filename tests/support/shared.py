@@ -1,20 +1,17 @@
 """Where the tests find the project's shared material: spec, reference and FHIR fixtures.
 
-It lives beside the checkout (``../shared``), as on the team's machines and in CI; a clone
-elsewhere names it with ``BACK_KNEE_SHARED_DIR``. Tests read it in place (the brief's rule:
-real fixture data, with its provenance), so without it the suite cannot run, and says so.
+Found by ``shared_dir.locate_shared_dir`` (beside the checkout, or named by ``BACK_KNEE_SHARED_DIR``,
+or beside the checkout a local clone came from). Tests read it in place (the brief's rule: real
+fixture data, with its provenance), so without it the suite cannot run, and says so.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from shared_dir import locate_shared_dir
 
 __all__ = ["SHARED_DIR", "SHARED_FIXTURES", "SHARED_REFERENCE", "SHARED_SPEC", "missing_shared_dir"]
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-SHARED_DIR = Path(os.environ.get("BACK_KNEE_SHARED_DIR") or _REPO_ROOT.parent / "shared")
+SHARED_DIR = locate_shared_dir()
 SHARED_FIXTURES = SHARED_DIR / "fixtures" / "fhir"
 SHARED_REFERENCE = SHARED_DIR / "reference"
 SHARED_SPEC = SHARED_DIR / "spec"
