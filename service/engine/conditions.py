@@ -63,7 +63,7 @@ class AllOf:
     items: tuple[Condition, ...]
 
     def evaluate(self, holds: Holds) -> bool:
-        # A loop, not all() over a generator: evaluation is most of the engine's time per call.
+        # A loop, not all() over a generator (faster): reasons' ``when`` and ``not`` ask it on every call.
         for item in self.items:
             if not item.evaluate(holds):
                 return False
