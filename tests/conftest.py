@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,23 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CDS_") and name != "CDS_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that call ``configure_logging`` (directly or through the CLI): put the process's logging back."""
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "hpack", "h11", "h2", "multipart"]
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate) for name in names}
+    record_attributes = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved_attributes = {name: getattr(logging, name) for name in record_attributes}
+    yield
+    for name, value in saved_attributes.items():
+        setattr(logging, name, value)
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")

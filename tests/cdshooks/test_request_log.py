@@ -19,13 +19,12 @@ from service.app import create_app
 from service.logs import configure_logging
 from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
 from tests.conftest import SettingsFactory
-from tests.security.conftest import restore_logging  # noqa: F401  (fixture)
 
 URL = "/cds-services/back-knee-risk-factors"
 
 
 @pytest.fixture
-def json_lines(restore_logging: None) -> Iterator[io.StringIO]:  # noqa: F811
+def json_lines(restore_logging: None) -> Iterator[io.StringIO]:
     stream = io.StringIO()
     configure_logging("json", "INFO", stream=stream)
     yield stream

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -72,23 +71,6 @@ def secure_client(make_settings: Callable[..., Any], tmp_path: Path) -> SecureCl
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """For tests that call ``configure_logging`` (directly or through the CLI): put the process's logging back."""
-    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "hpack", "h11", "h2", "multipart"]
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate) for name in names}
-    record_attributes = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
-    saved_attributes = {name: getattr(logging, name) for name in record_attributes}
-    yield
-    for name, value in saved_attributes.items():
-        setattr(logging, name, value)
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> str:
