@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 _COMPONENT = "#/components/schemas/{model}"
+_CDS_SERVICES = "/cds-services"
 CALL_PATH = "/cds-services/{service_id}"
 FEEDBACK_PATH = "/cds-services/{service_id}/feedback"
 
@@ -169,6 +170,7 @@ def install_openapi(
             _add_request_schemas(document)
             _narrow_to_catalogue(document, hooks_by_service)
             _describe_prefetch(document, prefetch_by_service)
+            _require_client_jwt(document)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -208,6 +210,34 @@ def _narrow_to_catalogue(document: dict[str, Any], hooks_by_service: Mapping[str
     hook_schema = document["components"]["schemas"]["HookRequest"]["properties"]["hook"]
     hook_schema["enum"] = hooks
     hook_schema["description"] = "The hook that fired; every service's hooks are listed in discovery."
+
+
+_CLIENT_JWT_SCHEME = "cdsClientJwt"
+
+
+def _require_client_jwt(document: dict[str, Any]) -> None:
+    """Declare the CDS Hooks client JWT on every operation under /cds-services (interface.md decision 1).
+
+    Declared whatever CDS_AUTH is: the document describes the service as deployed (``make openapi``
+    builds it with auth off), and only a development server runs with authentication off.
+    """
+    document.setdefault("components", {})["securitySchemes"] = {
+        _CLIENT_JWT_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": (
+                "A CDS Hooks 2.0 client JWT signed by a trusted client's key (CDS_TRUSTED_CLIENTS_FILE; "
+                "ES384, RS384, ES256 or RS256, kid naming the key) with iss, aud (the URL called), exp, iat "
+                "and a jti used once. A development server run with CDS_AUTH=off asks for none."
+            ),
+        }
+    }
+    for path, operations in document["paths"].items():
+        if path == _CDS_SERVICES or path.startswith(_CDS_SERVICES + "/"):
+            for method, operation in operations.items():
+                if method != "options":  # CORS preflight needs no JWT (decision 12)
+                    operation["security"] = [{_CLIENT_JWT_SCHEME: []}]
 
 
 def _describe_prefetch(document: dict[str, Any], prefetch_by_service: Mapping[str, Mapping[str, str]]) -> None:
