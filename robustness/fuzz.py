@@ -1,7 +1,8 @@
 """``make fuzz``: schemathesis, every check, against a real loopback server built from this checkout.
 
-The server runs with authentication off and a fresh SQLite database in a temporary directory;
-schemathesis reads the server's own ``/openapi.json``, runs its phases (examples, coverage,
+The server runs as deployed, with client JWTs required (``CDS_AUTH=jwt``, one test client whose
+key is made here; robustness/fuzz_auth.py signs a token for each request), and a fresh SQLite
+database in a temporary directory. schemathesis reads the server's own ``/openapi.json``, runs its phases (examples, coverage,
 fuzzing, stateful) with the fixed seed and sizes in ``robustness/schemathesis.toml``, and
 fails on any server error, undocumented status, content type or body. Afterwards the server's
 log must hold no traceback. Bounded: schemathesis is stopped after ``--budget`` seconds.
@@ -10,19 +11,25 @@ log must hold no traceback. Bounded: schemathesis is stopped after ``--budget`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
-from robustness.served import VENV_BIN, serve, service_env, upgrade_database
+from robustness.fuzz_auth import ALGORITHM, BASE_URL_VARIABLE, ISSUER_VARIABLE, KEY_FILE_VARIABLE
+from robustness.served import REPO_ROOT, VENV_BIN, serve, service_env, upgrade_database
+from scripts import make_test_jwt
 
 __all__ = ["main", "summarise"]
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = VENV_BIN / "st"
+FUZZ_ISSUER = "https://fuzz-ehr.test"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +41,18 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="cds-fuzz-") as tmp:
         workdir = Path(tmp)
-        env = service_env(workdir, f"sqlite:///{workdir / 'fuzz.sqlite3'}")
+        key_file, clients_file = _test_client(workdir)
+        env = service_env(workdir, f"sqlite:///{workdir / 'fuzz.sqlite3'}", CDS_AUTH="jwt", CDS_TRUSTED_CLIENTS_FILE=str(clients_file))
         upgrade_database(env)
         with serve(env, log_path=workdir / "server.log") as served:
+            hooks_env = {
+                **os.environ,
+                "SCHEMATHESIS_HOOKS": "robustness.fuzz_auth",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+                KEY_FILE_VARIABLE: str(key_file),
+                ISSUER_VARIABLE: FUZZ_ISSUER,
+                BASE_URL_VARIABLE: served.base_url,
+            }
             report_dir = (args.report_dir or workdir / "report").resolve()
             report_dir.mkdir(parents=True, exist_ok=True)
             command = [
@@ -46,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             print("$", " ".join(command), flush=True)
             try:
                 # cwd: schemathesis keeps per-project state in ./.schemathesis; keep it out of the checkout.
-                status = subprocess.run(command, cwd=workdir, timeout=args.budget, check=False).returncode
+                status = subprocess.run(command, cwd=workdir, env=hooks_env, timeout=args.budget, check=False).returncode
             except subprocess.TimeoutExpired:
                 print(f"fuzz: schemathesis did not finish within {args.budget:.0f} s", file=sys.stderr)
                 status = 1
@@ -59,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("  " + line, file=sys.stderr)
             return 1
     return status
+
+
+def _test_client(workdir: Path) -> tuple[Path, Path]:
+    """The fuzz client's private key file and a trusted clients file naming it, made as the README shows."""
+    out = workdir / "fuzz-client"
+    with contextlib.redirect_stdout(io.StringIO()):  # keygen says where it wrote; the run's output is schemathesis'
+        make_test_jwt.main(["keygen", "--alg", ALGORITHM, "--out", str(out), "--iss", FUZZ_ISSUER])
+    return out.with_suffix(".pem"), out.with_suffix(".trusted-clients.yaml")
 
 
 def summarise(ndjson: Path) -> str:

@@ -1,7 +1,7 @@
 """A real ``back-knee-cds serve`` on loopback, for the fuzz and soak runs.
 
 Runs the installed console script in a child process (the same way an operator starts it),
-with ``CDS_AUTH=off`` and a database of the caller's choosing, and stops it again. The server's
+with ``CDS_AUTH=off`` unless the caller says otherwise, and a database of the caller's choosing, and stops it again. The server's
 output goes to a file, which :meth:`Served.server_errors` scans for tracebacks afterwards.
 """
 
