@@ -8,6 +8,11 @@ time), which moves much less than wall-clock numbers on a machine shared with ot
     python -m bench.profile --workload heavy --requests 200          # profile -> bench/results/
     python -m bench.profile --workload heavy --requests 200 --flat   # functions by own time
     python -m bench.profile --measure typical heavy sweep-1000       # CPU ms per request
+    python -m bench.profile --measure sweep-1000 sweep-10000 --versus-baseline
+
+``--versus-baseline`` also runs the parse-only baseline app (bench/baseline_app.py) in the same
+thread, in rounds alternating with the service, and prints what the service adds to it: the
+part of a call that is the service's own work, and how that grows with the prefetch size.
 """
 
 from __future__ import annotations
@@ -137,7 +142,7 @@ async def _measure(workloads: list[Workload], *, requests: int, rounds: int, tmp
     lines = []
     async with _running_app(tmp, max_body=max(len(w.body) for w in workloads), tune_gc=tune_gc) as app:
         for workload in workloads:
-            count = max(3, requests * 36 // max(workload.resources, 36))  # fewer calls for big bodies
+            count = _calls(workload, requests)
             await _checked_calls(app, workload.body, 3)
             cpu, wall = [], []
             for _ in range(rounds):
@@ -153,6 +158,47 @@ async def _measure(workloads: list[Workload], *, requests: int, rounds: int, tmp
     return lines
 
 
+def _calls(workload: Workload, requests: int) -> int:
+    return max(3, requests * 36 // max(workload.resources, 36))  # fewer calls for big bodies
+
+
+async def _measure_versus_baseline(
+    workloads: list[Workload], *, requests: int, rounds: int, tmp: Path, tune_gc: bool
+) -> list[str]:
+    """Main-thread CPU per call of the service and of the baseline, alternating round by round (best round counts).
+
+    Thread CPU, not process CPU: the audit writer's thread is left out, as the baseline has none.
+    """
+    from bench.baseline_app import app as baseline
+
+    lines = []
+    own: list[tuple[int, float]] = []
+    async with _running_app(tmp, max_body=max(len(w.body) for w in workloads), tune_gc=tune_gc) as service:
+        for workload in workloads:
+            count = _calls(workload, requests)
+            best = {"service": float("inf"), "baseline": float("inf")}
+            for app in (service, baseline):
+                await _checked_calls(app, workload.body, 3)
+            for _ in range(rounds):
+                for name, app in (("baseline", baseline), ("service", service)):
+                    started = time.thread_time()
+                    await _checked_calls(app, workload.body, count)
+                    best[name] = min(best[name], (time.thread_time() - started) * 1000 / count)
+            added = best["service"] - best["baseline"]
+            own.append((workload.resources, added))
+            lines.append(
+                f"{workload.name:<12} {workload.resources:>6} resources  service {best['service']:8.3f}"
+                f"  baseline {best['baseline']:8.3f}  service's own {added:8.3f} ms/request (thread cpu, best of {rounds})"
+            )
+            print(lines[-1], flush=True)
+    from bench.report import sweep_slopes
+
+    if len(own) > 1:
+        lines.append("log-log slopes of the service's own cost: " + ", ".join(f"{s:.2f}" for s in sweep_slopes(own)))
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", default="heavy", help="typical, heavy or sweep-N (default heavy)")
@@ -162,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flat", action="store_true", help="text: functions by their own time, not the call tree")
     parser.add_argument("--measure", nargs="+", metavar="WORKLOAD", help="print CPU ms per request instead of profiling")
     parser.add_argument("--rounds", type=int, default=5, help="with --measure: rounds, the best counts")
+    parser.add_argument(
+        "--versus-baseline", action="store_true", help="with --measure: also the parse-only baseline, and what the service adds"
+    )
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC settings (serve tunes them)")
     parser.add_argument("--out", type=Path, help="default bench/results/profile-<workload>.(txt|html)")
     args = parser.parse_args(argv)
@@ -169,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(scratch)
         if args.measure:
             workloads = [_workload(name, args.fixtures) for name in args.measure]
-            asyncio.run(_measure(workloads, requests=args.requests, rounds=args.rounds, tmp=tmp, tune_gc=not args.default_gc))
+            measure = _measure_versus_baseline if args.versus_baseline else _measure
+            asyncio.run(measure(workloads, requests=args.requests, rounds=args.rounds, tmp=tmp, tune_gc=not args.default_gc))
             return 0
         workload = _workload(args.workload, args.fixtures)
         text = asyncio.run(
