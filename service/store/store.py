@@ -161,17 +161,20 @@ class Store:
         cached = self._suppressions.get(patient_hash, on)
         if cached is not None:
             return cached
-        generation = self._suppressions.generation
+        rules = await self._suppressions.read_shared(patient_hash, on, self._read_suppressions)
+        return frozenset() if rules is None else rules
+
+    async def _read_suppressions(self, patient_hash: str, on: date) -> frozenset[str] | None:
+        """From the database; None (logged) when it fails or is silent past ``SUPPRESSION_READ_SECONDS``."""
         try:
             rules = await asyncio.wait_for(self._database.run(active_suppressions, patient_hash, on), SUPPRESSION_READ_SECONDS)
         except TimeoutError:
             self._warn_suppressions_unknown(f"the database did not answer within {SUPPRESSION_READ_SECONDS:g} s")
-            return frozenset()
+            return None
         except sa.exc.SQLAlchemyError as exc:
             self._warn_suppressions_unknown(reason_of(exc))
-            return frozenset()
+            return None
         self._warned_suppressions = False
-        self._suppressions.put(patient_hash, on, rules, generation=generation)
         return rules
 
     async def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
+import pytest
+
+import service.store.store as store_module
 from service.store import Store
 from service.store.suppression_cache import SuppressionCache
 from tests.store.test_feedback import OVERRIDDEN_AT, PATIENT, SUPPRESS_DAYS, issued, overridden
@@ -50,6 +54,96 @@ def test_zero_seconds_keeps_nothing() -> None:
     cache = SuppressionCache(ttl_seconds=0)
     cache.put(PATIENT, DAY, frozenset(), generation=cache.generation)
     assert cache.get(PATIENT, DAY) is None
+
+
+class _SlowReader:
+    """A database read that answers when the test says so, counting the reads started."""
+
+    def __init__(self, answer: frozenset[str] | None = frozenset({"r"})) -> None:
+        self.answer = answer
+        self.started = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, patient_hash: str, on: date) -> frozenset[str] | None:
+        self.started += 1
+        await self.release.wait()
+        return self.answer
+
+
+async def _misses(cache: SuppressionCache, read: _SlowReader, count: int) -> list[asyncio.Task[frozenset[str] | None]]:
+    tasks = [asyncio.ensure_future(cache.read_shared(PATIENT, DAY, read)) for _ in range(count)]
+    await asyncio.sleep(0)  # every task is waiting on the read now
+    return tasks
+
+
+async def test_calls_that_miss_together_share_one_read_and_its_answer_is_kept() -> None:
+    cache = SuppressionCache(ttl_seconds=60)
+    read = _SlowReader()
+    tasks = await _misses(cache, read, 32)
+    read.release.set()
+    assert await asyncio.gather(*tasks) == [{"r"}] * 32
+    assert read.started == 1
+    assert cache.get(PATIENT, DAY) == {"r"}
+
+
+async def test_a_miss_after_invalidate_does_not_join_the_read_that_began_before_it() -> None:
+    cache = SuppressionCache(ttl_seconds=60)
+    before = _SlowReader(frozenset())
+    [early] = await _misses(cache, before, 1)
+    cache.invalidate()  # feedback committed while the first read was in flight
+    after = _SlowReader(frozenset({"weight-management"}))
+    [late] = await _misses(cache, after, 1)
+    before.release.set()
+    after.release.set()
+    assert (await early, await late) == (frozenset(), {"weight-management"})
+    assert cache.get(PATIENT, DAY) == {"weight-management"}  # the pre-feedback answer was not kept
+
+
+async def test_a_failed_read_is_kept_by_no_one_and_the_next_miss_reads_again() -> None:
+    cache = SuppressionCache(ttl_seconds=60)
+    failing = _SlowReader(answer=None)
+    tasks = await _misses(cache, failing, 3)
+    failing.release.set()
+    assert await asyncio.gather(*tasks) == [None] * 3
+    assert failing.started == 1 and cache.get(PATIENT, DAY) is None
+    working = _SlowReader()
+    working.release.set()
+    assert await cache.read_shared(PATIENT, DAY, working) == {"r"}
+    assert working.started == 1
+
+
+async def test_a_cancelled_caller_leaves_the_read_to_the_others() -> None:
+    cache = SuppressionCache(ttl_seconds=60)
+    read = _SlowReader()
+    first, second = await _misses(cache, read, 2)
+    first.cancel()
+    await asyncio.sleep(0)
+    read.release.set()
+    assert await second == {"r"}
+    assert first.cancelled() and read.started == 1
+
+
+async def test_concurrent_hook_calls_for_one_patient_read_the_database_once(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real_read = store_module.active_suppressions
+
+    def counted(engine: object, patient_hash: str, on: date) -> frozenset[str]:
+        reads.append(patient_hash)
+        return real_read(engine, patient_hash, on)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module, "active_suppressions", counted)
+    store = Store(migrated_url, retry_seconds=0.05, suppression_cache_seconds=3600)
+    await store.start()
+    try:
+        uuid = await issued(store)
+        await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+        answers = await asyncio.gather(*(store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) for _ in range(16)))
+        assert answers == [{"weight-management"}] * 16
+        assert reads == [PATIENT]
+    finally:
+        await store.close()
 
 
 async def test_feedback_stored_here_is_honoured_by_the_next_lookup_despite_the_cache(migrated_url: str) -> None:
