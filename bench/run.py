@@ -341,10 +341,12 @@ def _cpu_split(*, pin: bool) -> tuple[list[int], list[int]]:
 
 
 def _uvicorn_choices() -> dict[str, str]:
-    """The event loop and HTTP parser uvicorn picks here ("auto"): uvloop and httptools when installed."""
+    """The event loop ``serve`` sets (the baseline gets the same) and the HTTP parser uvicorn picks ("auto")."""
     from uvicorn.config import Config
 
-    config = Config(app="bench.baseline_app:app")
+    from service.cli import UVICORN_OPTIONS
+
+    config = Config(app="bench.baseline_app:app", loop=UVICORN_OPTIONS["loop"])
     config.load()
     factory = config.get_loop_factory()
     loop = f"{factory.__module__}.{factory.__qualname__}" if factory else "asyncio"

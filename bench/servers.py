@@ -1,8 +1,9 @@
 """Starting and stopping the two HTTP servers under test, and reading the worker's peak memory.
 
 Both run as ``uvicorn`` with one worker in their own process (the service through its own CLI,
-``back-knee-cds serve``). A command prefix (:func:`placement`) pins them to one CPU, wrk to
-another, and raises the priority of all three so other work on a shared machine disturbs less.
+``back-knee-cds serve``), on the event loop ``serve`` uses (``service.cli.UVICORN_OPTIONS``).
+A command prefix (:func:`placement`) pins them to one CPU, wrk to another, and raises the
+priority of all three so other work on a shared machine disturbs less.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.cli import UVICORN_OPTIONS
 
 __all__ = [
     "BASELINE_APPS",
@@ -115,7 +118,7 @@ def start_baseline(*, log_path: Path, prefix: Sequence[str] = (), kind: str = "f
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", BASELINE_APPS[kind], "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--no-access-log", "--log-level", "warning",
+        "--workers", "1", "--loop", UVICORN_OPTIONS["loop"], "--no-access-log", "--log-level", "warning",
     ]
     return _start("baseline", [*prefix, *command], port=port, env=os.environ, log_path=log_path)
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -37,6 +38,15 @@ def _settings() -> Settings:
         raise UsageError(f"{name}: {first['msg']}") from None
 
 
+# How `serve` runs uvicorn (bench/run.py serves its baseline the same way):
+# - loop "asyncio", not uvloop: under load a hook call is CPU work of milliseconds, and uvloop
+#   then keeps serving connections that became readable while others wait, unread, for up to
+#   a second (MagicStack/uvloop#123). Typical body at concurrency 32 on one CPU: p99 560-600 ms
+#   with uvloop, 100-120 ms with asyncio, at the same throughput.
+# - no access line from uvicorn: the app writes one line per request itself (request_context).
+UVICORN_OPTIONS: dict[str, Any] = {"loop": "asyncio", "log_config": None, "proxy_headers": True, "access_log": False}
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -53,14 +63,13 @@ def _serve(args: argparse.Namespace) -> int:
         # Each worker builds its own app from the environment (uvicorn's factory mode).
         uvicorn.run(
             "service.runtime:create_serving_app_from_env", factory=True, host=args.host, port=args.port,
-            workers=args.workers, log_config=None, proxy_headers=True, access_log=False,
+            workers=args.workers, **UVICORN_OPTIONS,
         )
         return 0
     from service.runtime import tune_gc_for_serving
 
     tune_gc_for_serving()  # after start-up: what it built is frozen out of every collection
-    # No access line from uvicorn: the app writes one line per request itself (request_context).
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True, access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS)
     return 0
 
 

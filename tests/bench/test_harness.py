@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import time
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,7 +15,7 @@ from bench.baseline_app import app as fastapi_baseline
 from bench.baseline_app import starlette_app as starlette_baseline
 from bench.loadgen import LoadResult, WrkError, parse_wrk_output
 from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, median_round, sweep_slopes
-from bench.servers import cpu_seconds
+from bench.servers import cpu_seconds, start_baseline, start_service, wait_live
 from tests.support.fastapi_solving import solved  # noqa: F401 (a fixture)
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1234/cds-services/back-knee-risk-factors
@@ -115,7 +117,6 @@ def test_the_fastapi_baseline_route_is_called_directly_like_the_service_hook_rou
 
 def test_baselines_are_served_with_the_service_gc_tuning() -> None:
     import gc
-    import importlib
 
     from bench.servers import BASELINE_APPS
     from service.runtime import FIRST_GENERATION_THRESHOLD
@@ -131,3 +132,32 @@ def test_baselines_are_served_with_the_service_gc_tuning() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _loaded_uvloop(pid: int) -> bool:
+    """Whether the process has uvloop's extension mapped (uvicorn imports it only to run on it)."""
+    return "/uvloop/" in Path(f"/proc/{pid}/maps").read_text(encoding="ascii", errors="replace")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps")
+def test_service_and_baseline_are_served_on_the_asyncio_loop(tmp_path: Path) -> None:
+    # serve picks asyncio over uvloop for its tail latency (service.cli.UVICORN_OPTIONS); a baseline
+    # left on uvloop would no longer be served the same way.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
+        "CDS_AUTH": "off",
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.sqlite3'}",
+        "CDS_PATIENT_KEY": "test-patient-key-0123456789abcdef",
+    }
+    servers = [
+        start_service(env=env, log_path=tmp_path / "service.log"),
+        start_baseline(log_path=tmp_path / "baseline.log"),
+    ]
+    try:
+        for server in servers:
+            wait_live(server)
+            assert not _loaded_uvloop(server.pid), server.name
+    finally:
+        for server in servers:
+            server.stop()
+    assert importlib.util.find_spec("uvloop") is not None  # installed: "auto" would have picked it
