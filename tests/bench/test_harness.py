@@ -15,6 +15,7 @@ from bench.baseline_app import app as fastapi_baseline
 from bench.baseline_app import starlette_app as starlette_baseline
 from bench.loadgen import LoadResult, WrkError, parse_wrk_output
 from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, median_round, sweep_slopes
+from bench.run import _service_env
 from bench.servers import cpu_seconds, start_baseline, start_service, wait_live
 from tests.support.fastapi_solving import solved  # noqa: F401 (a fixture)
 
@@ -143,12 +144,7 @@ def _loaded_uvloop(pid: int) -> bool:
 def test_service_and_baseline_are_served_on_the_asyncio_loop(tmp_path: Path) -> None:
     # serve picks asyncio over uvloop for its tail latency (service.cli.UVICORN_OPTIONS); a baseline
     # left on uvloop would no longer be served the same way.
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
-        "CDS_AUTH": "off",
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.sqlite3'}",
-        "CDS_PATIENT_KEY": "test-patient-key-0123456789abcdef",
-    }
+    env = _service_env(tmp_path, database=tmp_path / "audit.sqlite3", max_body=0)  # as make bench configures it
     servers = [
         start_service(env=env, log_path=tmp_path / "service.log"),
         start_baseline(log_path=tmp_path / "baseline.log"),
