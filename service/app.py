@@ -21,7 +21,7 @@ from service.cdshooks.openapi_docs import install_openapi
 from service.cdshooks.security import build_verifier, install_security, load_clients, log_security_posture
 from service.cards import CardBuilder
 from service.engine.catalogue import load_catalogue
-from service.fhir import ValidationMemo
+from service.fhir import ValidationMemo, load_models
 from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
 from service.settings import Settings, settings_from_env
@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log_security_posture(settings, trusted_clients)
+        load_models()  # before serving: else the first hook call imports them (34 ms of its 35)
         # One HTTP client for the whole process; redirects are never followed (no hop to another host).
         async with httpx.AsyncClient(follow_redirects=False, timeout=settings.fhir_timeout_seconds) as http:
             metrics = Metrics()

@@ -13,11 +13,15 @@ The two entry points the rest of the service calls (signatures kept stable):
     with evidence. Invalid relevant resources are skipped and listed in ``skipped``; it never
     raises on bad FHIR. ``memo``: a ``ValidationMemo`` kept across calls (validation outcomes by
     resource content), or None to validate afresh.
+
+``load_models() -> int``
+    Loads the ``fhir.resources.R4B`` classes validation can reach, which that library otherwise
+    imports on first use; the service calls it at start so its first hook call is not the slow one.
 """
 
 from service.fhir.definitions import FactDefinitions, load_fact_definitions
 from service.fhir.facts import compute_facts
 from service.fhir.model import Evidence, Fact, PatientFacts
-from service.fhir.validation import ValidationMemo
+from service.fhir.validation import ValidationMemo, load_models
 
-__all__ = ["Evidence", "Fact", "FactDefinitions", "PatientFacts", "ValidationMemo", "compute_facts", "load_fact_definitions"]
+__all__ = ["Evidence", "Fact", "FactDefinitions", "PatientFacts", "ValidationMemo", "compute_facts", "load_fact_definitions", "load_models"]
