@@ -45,6 +45,12 @@ class Run:
     service: LoadResult
     baseline: LoadResult
     round_ratios: tuple[float, ...] = ()  # every round's ratio when the cell was measured several times
+    rounds_service_requests: int | None = None  # the service's requests in every round, not only this one
+
+    @property
+    def service_requests(self) -> int:
+        """Requests the service answered for this cell, over all its rounds (what its audit trail holds)."""
+        return self.service.requests if self.rounds_service_requests is None else self.rounds_service_requests
 
     @property
     def ratio(self) -> float:
@@ -71,6 +77,7 @@ def median_round(rounds: Sequence[Run]) -> Run:
         chosen.service,
         chosen.baseline,
         round_ratios=tuple(round(r.ratio, 3) for r in rounds),
+        rounds_service_requests=sum(r.service.requests for r in rounds),
     )
 
 

@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
             service.stop()
             baseline.stop()
         audit_rows = _audit_rows(database)
-    served = sum(r.service.requests for r in runs)
+    served = sum(r.service_requests for r in runs)  # every round's: each is in the audit trail
     sweep_runs = [r for r in runs if r.workload.startswith("sweep-")]
     sweep_points = [(r.resources, r.service.p50_ms) for r in sweep_runs]
     # The baseline's own slope tells how much of the service's comes from receiving and parsing.

@@ -89,6 +89,9 @@ def test_median_round_keeps_the_middle_ratio_and_all_ratios() -> None:
     chosen = median_round(rounds)
     assert chosen.ratio == pytest.approx(0.4)
     assert chosen.round_ratios == (0.3, 0.5, 0.4)
+    # The audit line compares the rows stored with every request the service answered, all rounds.
+    assert chosen.service.requests == 4000 and chosen.service_requests == 12000
+    assert rounds[0].service_requests == 3000
 
 
 def test_cpu_per_request_and_the_cpu_ratio() -> None:
