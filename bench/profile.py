@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.servers import REPO_ROOT
 from bench.workloads import DEFAULT_FIXTURES, SERVICE_ID, Workload, heavy, sweep, typical
+from service.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -214,6 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC settings (serve tunes them)")
     parser.add_argument("--out", type=Path, help="default bench/results/profile-<workload>.(txt|html)")
     args = parser.parse_args(argv)
+    # The service's warnings with their fields (why a store retry happened), as serve writes them;
+    # its INFO lines (one per request) are left out of what is measured here.
+    configure_logging("text", "WARNING")
     with tempfile.TemporaryDirectory(prefix="back-knee-profile-") as scratch:
         tmp = Path(scratch)
         if args.measure:
