@@ -159,7 +159,7 @@ def _used_part(resource: dict[str, Any]) -> dict[str, Any]:
     used = _USED_ELEMENTS.get(resource.get("resourceType"))  # type: ignore[arg-type]
     if used is None:
         return resource
-    return {key: value for key, value in resource.items() if _validated(key[1:] if key.startswith("_") else key, used)}
+    return {key: value for key, value in resource.items() if _validated(key.removeprefix("_"), used)}
 
 
 def load_models() -> int:
