@@ -23,7 +23,6 @@ FIXTURE_FILES = [
 ]
 
 
-
 def _without(resource: dict[str, Any], *names: str, **fields: Any) -> dict[str, Any]:
     """``resource`` with the elements ``names`` left out and ``fields`` added."""
     return {key: value for key, value in resource.items() if key not in names} | fields
