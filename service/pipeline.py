@@ -1,9 +1,11 @@
 """FHIR data -> facts -> findings -> cards: the one path shared by the HTTP service and the CLI.
 
-``evaluate_service`` is the whole path. The HTTP route runs it in two steps, ``patient_facts``
-then ``evaluate_facts``, so that while a call waits for the database (its suppressions) it holds
-its small ``PatientFacts`` rather than its parsed prefetch: peak memory then stops growing with
-concurrency times body size (``make bench``, heavy workload at 32 connections).
+A service computes only the facts its rules read (``Catalogue.fact_definitions_for``), from
+the data those facts read. ``evaluate_service`` is the whole path. The HTTP route runs it in two
+steps, ``patient_facts`` then ``evaluate_facts``, so that while a call waits for the database (its
+suppressions) it holds its small ``PatientFacts`` rather than its parsed prefetch: peak memory
+then stops growing with concurrency times body size (``make bench``, heavy workload at 32
+connections).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def evaluate_service(
     cards: CardBuilder | None = None,
 ) -> Evaluation:
     """Evaluate one service's rules over FHIR resources and/or Bundles (any mix)."""
-    facts = patient_facts(data, catalogue=catalogue, patient_id=patient_id, today=today)
+    facts = patient_facts(data, catalogue=catalogue, service_id=service_id, patient_id=patient_id, today=today)
     return evaluate_facts(
         facts,
         catalogue=catalogue,
@@ -59,12 +61,16 @@ def patient_facts(
     data: Iterable[dict[str, Any]],
     *,
     catalogue: Catalogue,
+    service_id: str,
     patient_id: str | None,
     today: date,
     memo: ValidationMemo | None = None,
 ) -> PatientFacts:
-    """The facts of the catalogue about one patient: the part of the path that reads the FHIR data."""
-    return compute_facts(data, patient_id=patient_id, today=today, definitions=catalogue.fact_definitions, memo=memo)
+    """The facts one service's rules read, about one patient: the part of the path that reads the FHIR data."""
+    definitions = catalogue.fact_definitions_for(service_id)
+    if definitions is None:
+        raise ValueError("the catalogue was built without fact definitions; load it with load_catalogue")
+    return compute_facts(data, patient_id=patient_id, today=today, definitions=definitions, memo=memo)
 
 
 def evaluate_facts(

@@ -92,6 +92,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     facts = patient_facts(
         [value for value in gathered.values() if isinstance(value, dict)],
         catalogue=state.catalogue,
+        service_id=service_id,
         patient_id=patient_id,
         today=today,
         memo=state.validation_memo,

@@ -78,6 +78,10 @@ def evaluate(
     """The findings of one service's rules, minus the rules suppressed for this patient."""
     if catalogue.service(service_id) is None:
         raise UnknownServiceError(f"unknown service '{service_id}'; the catalogue has {', '.join(catalogue.services)}")
+    # A fact that was not computed would read as not holding: a rule silently never firing.
+    if not facts.facts.keys() >= catalogue.facts_read_by(service_id):
+        missing = sorted(catalogue.facts_read_by(service_id) - facts.facts.keys())
+        raise ValueError(f"service '{service_id}' reads facts that were not computed: {', '.join(missing)}")
     if facts.deceased:
         return []
     # What ``facts.holds`` answers, as a set lookup in C: the conditions ask it dozens of times.

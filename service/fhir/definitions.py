@@ -8,8 +8,8 @@ not the code. Every problem is a ``CatalogueError`` naming the file, the entry a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -252,11 +252,51 @@ class FactDefinitions:
     def fact_names(self) -> tuple[str, ...]:
         return tuple(self.facts)
 
+    def only(self, names: Iterable[str]) -> FactDefinitions:
+        """These definitions cut down to the facts ``names`` and those they are computed from, in
+        file order: what one service's rules read. The selection derived from the facts shrinks
+        with them, so a service neither reads nor validates data that none of its facts uses."""
+        wanted = set(names)
+        unknown = wanted - self.facts.keys()
+        if unknown:
+            raise KeyError(f"not a defined fact: {', '.join(sorted(unknown))}")
+        pending = list(wanted)
+        while pending:
+            for needed in _computed_from(self.facts[pending.pop()]):
+                if needed not in wanted:
+                    wanted.add(needed)
+                    pending.append(needed)
+        facts = {name: definition for name, definition in self.facts.items() if name in wanted}
+        read = {observation for definition in facts.values() for observation in _observations_read(definition)}
+        observations = {name: observation for name, observation in self.observations.items() if name in read}
+        return replace(self, facts=facts, observations=observations)
+
     def parameters(self, fact: str) -> dict[str, Any]:
         """The thresholds and windows of one fact (``{"older_age_years": 50}``)."""
         definition = self.facts[fact]
         parameters = getattr(definition, "parameters", None)
         return parameters.model_dump() if parameters is not None else {}
+
+
+def _computed_from(definition: FactDefinition) -> tuple[str, ...]:
+    """The other facts a fact is computed from (``_check_references`` checks they exist)."""
+    if isinstance(definition, ExcessWeightFactDefinition):
+        return (definition.bmi_fact,)
+    return ()
+
+
+def _observation_fields(definition: FactDefinition) -> dict[str, str]:
+    """The fields of a fact that name an observation definition -> the quantity it must measure."""
+    if isinstance(definition, BmiFactDefinition):
+        return {"bmi": "body_mass_index", "weight": "mass", "height": "length"}
+    if isinstance(definition, WeightGainFactDefinition):
+        return {"weight": "mass"}
+    return {}
+
+
+def _observations_read(definition: FactDefinition) -> tuple[str, ...]:
+    """The observation definitions a fact reads measurements of."""
+    return tuple(getattr(definition, field) for field in _observation_fields(definition))
 
 
 def _condition_concepts(facts: Mapping[str, FactDefinition]) -> frozenset[str]:
@@ -398,12 +438,7 @@ def _check_references(
     if isinstance(definition, ConditionAfterFactDefinition):
         for index, concept in enumerate(definition.after.concepts):
             _check_concept(concept, concepts, path, where, f"after.concepts[{index}]")
-    wanted: dict[str, str] = {}
-    if isinstance(definition, BmiFactDefinition):
-        wanted = {"bmi": "body_mass_index", "weight": "mass", "height": "length"}
-    elif isinstance(definition, WeightGainFactDefinition):
-        wanted = {"weight": "mass"}
-    for field, quantity in wanted.items():
+    for field, quantity in _observation_fields(definition).items():
         observation_name = getattr(definition, field)
         observation = observations.get(observation_name)
         if observation is None:

@@ -30,7 +30,7 @@ def test_two_steps_equal_the_whole_path_for_every_service() -> None:
                 RESOURCES, catalogue=rules, service_id=service_id, patient_id=PATIENT_ID, today=TODAY,
                 suppressed=suppressed, base_url="https://cds.test", uuid_factory=_uuids(),
             )
-            facts = patient_facts(RESOURCES, catalogue=rules, patient_id=PATIENT_ID, today=TODAY)
+            facts = patient_facts(RESOURCES, catalogue=rules, service_id=service_id, patient_id=PATIENT_ID, today=TODAY)
             steps = evaluate_facts(
                 facts, catalogue=rules, service_id=service_id, suppressed=suppressed,
                 base_url="https://cds.test", uuid_factory=_uuids(),

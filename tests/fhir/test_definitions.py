@@ -54,6 +54,22 @@ def test_parameters_are_the_spec_defaults(definitions: FactDefinitions) -> None:
     assert definitions.parameters("knee_pain") == {}
 
 
+def test_only_keeps_the_facts_named_and_those_they_are_computed_from(definitions: FactDefinitions) -> None:
+    weight = definitions.only(["knee_complaint", "excess_weight"])
+    assert list(weight.facts) == ["bmi", "excess_weight", "knee_complaint"]  # file order, bmi for excess_weight
+    assert set(weight.observations) == {"bmi", "body_weight", "body_height"}
+    assert set(weight.accepted_units) == set(weight.observations)
+    assert definitions.only(["recent_weight_gain"]).observation_concepts == {"body_weight": "body_weight"}
+    injury = definitions.only(["acl_injury"])
+    assert list(injury.facts) == ["acl_injury"] and not injury.observations
+    # The selection shrinks with the facts: only the concepts acl_injury is coded as.
+    assert injury.condition_concepts == frozenset(definitions.facts["acl_injury"].concepts)  # type: ignore[union-attr]
+    assert not injury.member_concepts
+    assert injury.matcher is definitions.matcher and injury.statuses is definitions.statuses
+    with pytest.raises(KeyError, match="no_such_fact"):
+        definitions.only(["acl_injury", "no_such_fact"])
+
+
 def test_units_accepted_are_the_spec_units(definitions: FactDefinitions) -> None:
     assert definitions.observations["bmi"].units == ("kg/m2",)
     assert set(definitions.observations["body_weight"].units) == {"kg", "g", "[lb_av]"}
