@@ -11,8 +11,9 @@ The two entry points the rest of the service calls (signatures kept stable):
     ``data``: any iterable of FHIR resources and Bundles (dicts; a prefetch's values, a file's
     content). Every fact of ``definitions`` is in ``PatientFacts.facts``, holding or not, with
     evidence: all of ``facts.yaml``, or the few one service reads (``FactDefinitions.only``).
-    Invalid relevant resources are skipped and listed in ``skipped``; it never raises on bad FHIR. ``memo``: a ``ValidationMemo`` kept across calls (validation outcomes by
-    resource content), or None to validate afresh.
+    Invalid relevant resources are skipped and listed in ``skipped``; it never raises on bad FHIR.
+    ``memo``: a ``ValidationMemo`` kept across calls (validation outcomes by resource content),
+    or None to validate afresh.
 
 ``load_models() -> int``
     Loads the ``fhir.resources.R4B`` classes validation can reach, which that library otherwise

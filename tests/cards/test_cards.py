@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from datetime import date
 
@@ -14,7 +13,7 @@ from service.cards import SUMMARY_LIMIT, CardBuilder, new_uuid
 from service.cdshooks.models import Card, CardsResponse
 from service.engine.evaluate import Finding, evaluate
 from service.fhir.model import Evidence, Fact
-from tests.engine.builders import catalogue, patient_facts
+from tests.engine.builders import catalogue, counting_uuids, patient_facts
 
 BASE = "https://cds.example.org"
 EVERYTHING = tuple(name for name in catalogue().facts)
@@ -29,11 +28,6 @@ def _findings(*holding: str, **kwargs: object) -> list[Finding]:
 def _card(rule_id: str, *holding: str, **kwargs: object) -> Card:
     (finding,) = [f for f in _findings(*holding, **kwargs) if f.rule.id == rule_id]
     return CARDS.card(finding, base_url=BASE)
-
-
-def _counter() -> object:
-    numbers = itertools.count(1)
-    return lambda: f"00000000-0000-4000-8000-{next(numbers):012d}"
 
 
 @pytest.fixture
@@ -193,8 +187,8 @@ def test_no_suggestions_without_a_usable_patient_id() -> None:
 
 def test_uuids_come_from_the_injected_factory() -> None:
     findings = _findings("knee_complaint", "knee_arthritis")
-    uuid_factory = _counter()
-    cards = [CARDS.card(finding, base_url=BASE + "/", uuid_factory=uuid_factory) for finding in findings]  # type: ignore[arg-type]
+    uuid_factory = counting_uuids()
+    cards = [CARDS.card(finding, base_url=BASE + "/", uuid_factory=uuid_factory) for finding in findings]
     uuids = [card.uuid for card in cards] + [s.uuid for card in cards for s in card.suggestions or ()]
     assert len(set(uuids)) == len(uuids)
     assert all(u and u.startswith("00000000-0000-4000-8000-") for u in uuids)

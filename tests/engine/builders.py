@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping
 from datetime import date
 from functools import cache
 
@@ -17,6 +18,12 @@ TODAY = date(2024, 6, 1)
 def catalogue() -> Catalogue:
     """The shipped catalogue (loaded once per run; it is immutable)."""
     return load_catalogue(REPO_ROOT / "rules")
+
+
+def counting_uuids() -> Callable[[], str]:
+    """A uuid factory for cards that can be compared: 00000000-0000-4000-8000-000000000000, ...001, ..."""
+    numbers = itertools.count()
+    return lambda: f"00000000-0000-4000-8000-{next(numbers):012d}"
 
 
 def condition(resource_id: str, label: str, onset: date | None = None) -> Evidence:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 from service.pipeline import evaluate_facts, evaluate_service, patient_facts
-from tests.engine.builders import catalogue
+from tests.engine.builders import catalogue, counting_uuids
 from tests.fhir.builders import PATIENT_ID, TODAY, bmi, condition, family_history, patient
 
 RESOURCES = [
@@ -17,23 +15,18 @@ RESOURCES = [
 ]
 
 
-def _uuids() -> Callable[[], str]:
-    numbers: Iterator[int] = iter(range(10_000))
-    return lambda: f"00000000-0000-4000-8000-{next(numbers):012d}"
-
-
 def test_two_steps_equal_the_whole_path_for_every_service() -> None:
     rules = catalogue()
     for service_id in rules.services:
         for suppressed in (frozenset(), frozenset({"risk-factors", "weight-management"})):
             whole = evaluate_service(
                 RESOURCES, catalogue=rules, service_id=service_id, patient_id=PATIENT_ID, today=TODAY,
-                suppressed=suppressed, base_url="https://cds.test", uuid_factory=_uuids(),
+                suppressed=suppressed, base_url="https://cds.test", uuid_factory=counting_uuids(),
             )
             facts = patient_facts(RESOURCES, catalogue=rules, service_id=service_id, patient_id=PATIENT_ID, today=TODAY)
             steps = evaluate_facts(
                 facts, catalogue=rules, service_id=service_id, suppressed=suppressed,
-                base_url="https://cds.test", uuid_factory=_uuids(),
+                base_url="https://cds.test", uuid_factory=counting_uuids(),
             )
             assert [c.model_dump() for c in steps.cards] == [c.model_dump() for c in whole.cards]
             assert steps.issued == whole.issued and steps.skipped == whole.skipped

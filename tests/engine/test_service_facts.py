@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from service.engine.evaluate import evaluate
 from service.fhir import compute_facts
 from service.pipeline import Evaluation, evaluate_facts, evaluate_service
 from tests.conftest import SHARED_FIXTURES
-from tests.engine.builders import catalogue, patient_facts
+from tests.engine.builders import catalogue, counting_uuids, patient_facts
 from tests.fhir.builders import PATIENT_ID, TODAY, bmi, condition, family_history, patient, weight
 
 FIXTURE_FILES = sorted(SHARED_FIXTURES.glob("*/*.json"))
@@ -34,16 +33,11 @@ MADE_UP = [
 ]
 
 
-def _uuids() -> Callable[[], str]:
-    numbers: Iterator[int] = iter(range(10_000))
-    return lambda: f"00000000-0000-4000-8000-{next(numbers):012d}"
-
-
 def _with_every_fact(data: list[Any], service_id: str, patient_id: str | None, today: date) -> Evaluation:
     rules = catalogue()
     assert rules.fact_definitions is not None
     facts = compute_facts(data, patient_id=patient_id, today=today, definitions=rules.fact_definitions)
-    return evaluate_facts(facts, catalogue=rules, service_id=service_id, base_url="https://cds.test", uuid_factory=_uuids())
+    return evaluate_facts(facts, catalogue=rules, service_id=service_id, base_url="https://cds.test", uuid_factory=counting_uuids())
 
 
 def _compare(data: list[Any], patient_id: str | None, today: date) -> int:
@@ -53,7 +47,7 @@ def _compare(data: list[Any], patient_id: str | None, today: date) -> int:
     for service_id in rules.services:
         own = evaluate_service(
             data, catalogue=rules, service_id=service_id, patient_id=patient_id, today=today,
-            base_url="https://cds.test", uuid_factory=_uuids(),
+            base_url="https://cds.test", uuid_factory=counting_uuids(),
         )
         every = _with_every_fact(data, service_id, patient_id, today)
         assert [c.model_dump() for c in own.cards] == [c.model_dump() for c in every.cards], service_id
