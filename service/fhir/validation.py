@@ -45,8 +45,9 @@ class ValidationMemo:
     again: an EHR calls every service of a hook with the same prefetch (three services share
     patient-view here), opens the same chart many times a day, and fires order-select on each
     selection. R4B costs 0.1-0.2 ms per Condition or Observation; a lookup costs a few
-    microseconds. Keys are 16-byte BLAKE2b digests of the resource's JSON, so no patient data is
-    kept beyond a skipped resource's "Condition/<id>: why" line; when full, the oldest go first.
+    microseconds. Keys are 16-byte BLAKE2b digests of the JSON that validation sees (``_used_part``:
+    a Synthea Patient's 95 bytes, not its 3.4 KB), so no patient data is kept beyond a skipped
+    resource's "Condition/<id>: why" line; when full, the oldest go first.
     """
 
     def __init__(self, size: int) -> None:
@@ -59,15 +60,17 @@ class ValidationMemo:
         return len(self._outcomes)
 
     def why_invalid(self, resource: dict[str, Any]) -> str | None:
-        """As ``_why_invalid``, remembered by the resource's content."""
-        digest = self._digest(resource)
+        """As ``_why_invalid``, remembered by the part of the resource validation sees (the outcome
+        depends on nothing else)."""
+        seen = _used_part(resource)
+        digest = self._digest(seen)
         if digest is None:
-            return _why_invalid(resource)
+            return _why_invalid(seen)
         if digest in self._outcomes:
             self.hits += 1
             return self._outcomes[digest]
         self.misses += 1
-        outcome = _why_invalid(resource)
+        outcome = _why_invalid(seen)
         if len(self._outcomes) >= self._size:
             del self._outcomes[next(iter(self._outcomes))]  # dicts keep insertion order: the oldest
         self._outcomes[digest] = outcome
@@ -115,7 +118,10 @@ class ResourceValidator:
 
 
 def _why_invalid(resource: dict[str, Any]) -> str | None:
-    """None when ``resource`` is valid FHIR R4 as the facts read it; else the skip line."""
+    """None when ``resource`` is valid FHIR R4 as the facts read it; else the skip line.
+
+    A function of ``_used_part(resource)`` alone: the skip line names the type and id, both in it.
+    """
     try:
         _model(resource["resourceType"]).model_validate(_lenient(resource))
     except ValidationError as exc:
@@ -154,12 +160,31 @@ def _validated(name: str, used: tuple[frozenset[str], tuple[str, ...]]) -> bool:
     )
 
 
+# Per resource type, whether validation sees a key, as ``_validated`` decides (5-8 us a resource),
+# remembered (about 1 us): the same few dozen keys come again and again. Bounded, so a request
+# full of made-up keys cannot grow it without limit.
+_SEEN_BY_TYPE: dict[str, dict[str, bool]] = {resource_type: {} for resource_type in _USED_ELEMENTS}
+_SEEN_LIMIT = 512
+
+
 def _used_part(resource: dict[str, Any]) -> dict[str, Any]:
     """The elements of ``resource`` the facts read (with their ``_element`` extension siblings)."""
-    used = _USED_ELEMENTS.get(resource.get("resourceType"))  # type: ignore[arg-type]
+    resource_type = resource.get("resourceType")
+    used = _USED_ELEMENTS.get(resource_type)  # type: ignore[arg-type]
     if used is None:
         return resource
-    return {key: value for key, value in resource.items() if _validated(key.removeprefix("_"), used)}
+    seen = _SEEN_BY_TYPE[resource_type]  # type: ignore[index]
+    part = {}
+    for key, value in resource.items():
+        kept = seen.get(key)
+        if kept is None:
+            kept = _validated(key.removeprefix("_"), used)
+            if len(seen) >= _SEEN_LIMIT:
+                seen.clear()
+            seen[key] = kept
+        if kept:
+            part[key] = value
+    return part
 
 
 def load_models() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from service.fhir import FactDefinitions, PatientFacts, ValidationMemo, compute_facts
+from service.fhir import FactDefinitions, PatientFacts, ValidationMemo, compute_facts, validation
 from tests.fhir.builders import PATIENT_ID, TODAY, condition, patient, weight
 
 OA = "239873007"
@@ -56,3 +56,28 @@ def test_size_zero_remembers_nothing(definitions: FactDefinitions) -> None:
     _facts(definitions, memo, condition(OA))
     _facts(definitions, memo, condition(OA))
     assert len(memo) == 0 and memo.hits == 0
+
+
+def test_resources_differing_only_in_elements_nobody_reads_share_one_validation() -> None:
+    memo = ValidationMemo(100)
+    plain = condition(OA, resource_id="oa")
+    narrated = {**plain, "text": {"status": "generated", "div": "<div>knee</div>"}, "note": [{"text": "seen twice"}]}
+    assert memo.why_invalid(plain) is None and memo.why_invalid(narrated) is None
+    assert (memo.misses, memo.hits) == (1, 1)
+
+
+def test_a_difference_in_a_read_element_is_validated_again() -> None:
+    memo = ValidationMemo(100)
+    good = condition(OA, resource_id="oa")
+    extension_broken = {**good, "_onsetDateTime": {"extension": "not a list"}}
+    assert memo.why_invalid(good) is None
+    assert memo.why_invalid(extension_broken) is not None
+    assert memo.misses == 2
+
+
+def test_made_up_keys_do_not_grow_the_key_decisions_without_limit() -> None:
+    memo = ValidationMemo(100)
+    for batch in range(3):
+        noisy = {**condition(OA, resource_id=f"n{batch}"), **{f"made-up-{batch}-{n}": n for n in range(400)}}
+        assert memo.why_invalid(noisy) is None  # unread elements: not validated, whatever they hold
+    assert all(len(decisions) <= validation._SEEN_LIMIT for decisions in validation._SEEN_BY_TYPE.values())
