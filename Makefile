@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench bench-smoke fuzz soak docker-lint openapi rules-check clean
+.PHONY: run test bench bench-smoke instructions-smoke fuzz soak docker-lint openapi rules-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(VENV)/.installed-bench
 # The same harness with tiny durations: fails on errors, never on speed.
 bench-smoke: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run --smoke
+
+# bench.instructions end to end under valgrind (apt-gets it when run as root), on the smallest body: about a minute.
+instructions-smoke: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.instructions sweep-10 --calls 1,2 --versus-baseline
 
 # Robustness runs (robustness/): schemathesis against a loopback server (about 2 minutes, in CI),
 # and a 60 s soak of mixed hook and feedback traffic (not in CI). The fuzz extra pins schemathesis.

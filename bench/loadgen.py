@@ -8,14 +8,14 @@ JSON line; this module runs wrk and turns that line into a :class:`LoadResult`.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+
+from bench.tools import ensure_tool
 
 __all__ = ["LoadResult", "WrkError", "ensure_wrk", "parse_wrk_output", "run_wrk"]
 
@@ -100,17 +100,7 @@ def run_wrk(
 
 def ensure_wrk(*, install: bool) -> str:
     """The path of wrk; installs the Debian package when allowed and running as root."""
-    found = shutil.which("wrk")
+    found = ensure_tool("wrk", package="wrk", install=install)
     if found:
         return found
-    if install and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("wrk not found: installing the Debian package (apt-get install wrk)", file=sys.stderr)
-        quiet = {"stdout": subprocess.DEVNULL}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, **quiet
-        )
-        found = shutil.which("wrk")
-        if found:
-            return found
     raise WrkError("wrk is not installed: run `apt-get install wrk` (Debian/Ubuntu) and retry")

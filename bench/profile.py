@@ -33,14 +33,14 @@ from bench.servers import REPO_ROOT
 from bench.workloads import DEFAULT_FIXTURES, SERVICE_ID, Workload, heavy, sweep, typical
 from service.logs import configure_logging
 
-__all__ = ["main"]
+__all__ = ["checked_calls", "main", "running_app", "workload_named"]
 
 PATH = f"/cds-services/{SERVICE_ID}"
 
 Asgi = Any
 
 
-def _workload(name: str, fixtures: Path) -> Workload:
+def workload_named(name: str, fixtures: Path) -> Workload:
     if name == "typical":
         return typical(fixtures)
     if name == "heavy":
@@ -51,7 +51,7 @@ def _workload(name: str, fixtures: Path) -> Workload:
 
 
 @asynccontextmanager
-async def _running_app(tmp: Path, *, max_body: int, tune_gc: bool) -> AsyncIterator[Asgi]:
+async def running_app(tmp: Path, *, max_body: int, tune_gc: bool) -> AsyncIterator[Asgi]:
     """The app as ``back-knee-cds serve`` builds it (migrated SQLite audit, auth off, GC tuned), lifespan running."""
     from service.app import create_app
     from service.settings import Settings
@@ -118,7 +118,7 @@ async def _call(app: Asgi, body: bytes) -> int:
     return status
 
 
-async def _checked_calls(app: Asgi, body: bytes, count: int) -> None:
+async def checked_calls(app: Asgi, body: bytes, count: int) -> None:
     for _ in range(count):
         status = await _call(app, body)
         if status != 200:
@@ -128,11 +128,11 @@ async def _checked_calls(app: Asgi, body: bytes, count: int) -> None:
 async def _profile(workload: Workload, *, requests: int, tmp: Path, html: bool, flat: bool, tune_gc: bool) -> str:
     from pyinstrument import Profiler
 
-    async with _running_app(tmp, max_body=len(workload.body), tune_gc=tune_gc) as app:
-        await _checked_calls(app, workload.body, 3)  # lazy imports and caches outside the profile
+    async with running_app(tmp, max_body=len(workload.body), tune_gc=tune_gc) as app:
+        await checked_calls(app, workload.body, 3)  # lazy imports and caches outside the profile
         profiler = Profiler(interval=0.0005, async_mode="enabled")
         profiler.start()
-        await _checked_calls(app, workload.body, requests)
+        await checked_calls(app, workload.body, requests)
         profiler.stop()
     if html:
         return profiler.output_html()
@@ -141,14 +141,14 @@ async def _profile(workload: Workload, *, requests: int, tmp: Path, html: bool, 
 
 async def _measure(workloads: list[Workload], *, requests: int, rounds: int, tmp: Path, tune_gc: bool) -> list[str]:
     lines = []
-    async with _running_app(tmp, max_body=max(len(w.body) for w in workloads), tune_gc=tune_gc) as app:
+    async with running_app(tmp, max_body=max(len(w.body) for w in workloads), tune_gc=tune_gc) as app:
         for workload in workloads:
             count = _calls(workload, requests)
-            await _checked_calls(app, workload.body, 3)
+            await checked_calls(app, workload.body, 3)
             cpu, wall = [], []
             for _ in range(rounds):
                 started_cpu, started_wall = time.process_time(), time.perf_counter()
-                await _checked_calls(app, workload.body, count)
+                await checked_calls(app, workload.body, count)
                 cpu.append((time.process_time() - started_cpu) * 1000 / count)
                 wall.append((time.perf_counter() - started_wall) * 1000 / count)
             lines.append(
@@ -174,16 +174,16 @@ async def _measure_versus_baseline(
 
     lines = []
     own: list[tuple[int, float]] = []
-    async with _running_app(tmp, max_body=max(len(w.body) for w in workloads), tune_gc=tune_gc) as service:
+    async with running_app(tmp, max_body=max(len(w.body) for w in workloads), tune_gc=tune_gc) as service:
         for workload in workloads:
             count = _calls(workload, requests)
             best = {"service": float("inf"), "baseline": float("inf")}
             for app in (service, baseline):
-                await _checked_calls(app, workload.body, 3)
+                await checked_calls(app, workload.body, 3)
             for _ in range(rounds):
                 for name, app in (("baseline", baseline), ("service", service)):
                     started = time.thread_time()
-                    await _checked_calls(app, workload.body, count)
+                    await checked_calls(app, workload.body, count)
                     best[name] = min(best[name], (time.thread_time() - started) * 1000 / count)
             added = best["service"] - best["baseline"]
             own.append((workload.resources, added))
@@ -221,11 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="back-knee-profile-") as scratch:
         tmp = Path(scratch)
         if args.measure:
-            workloads = [_workload(name, args.fixtures) for name in args.measure]
+            workloads = [workload_named(name, args.fixtures) for name in args.measure]
             measure = _measure_versus_baseline if args.versus_baseline else _measure
             asyncio.run(measure(workloads, requests=args.requests, rounds=args.rounds, tmp=tmp, tune_gc=not args.default_gc))
             return 0
-        workload = _workload(args.workload, args.fixtures)
+        workload = workload_named(args.workload, args.fixtures)
         text = asyncio.run(
             _profile(workload, requests=args.requests, tmp=tmp, html=args.html, flat=args.flat, tune_gc=not args.default_gc)
         )
