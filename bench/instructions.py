@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (workload,) = args.workloads
         asyncio.run(_run_calls(args.run, workload, args.run_calls, args.fixtures))
         return 0
+    for name in args.workloads:  # a wrong name is told now, not after a valgrind run
+        workload_named(name, args.fixtures)
     valgrind = ensure_tool("valgrind", package="valgrind", install=not args.no_install)
     if valgrind is None:
         raise SystemExit("error: valgrind is not installed: run `apt-get install valgrind` (Debian/Ubuntu) and retry")

@@ -35,3 +35,9 @@ def test_the_two_call_counts_must_be_two_increasing_numbers(calls: str, capsys: 
 @pytest.mark.parametrize("app", ["service", "baseline"])
 def test_a_counted_run_calls_the_app_in_process(app: str) -> None:
     assert main(["--run", app, "--run-calls", "2", "sweep-10"]) == 0
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_unknown_workload_is_refused_before_anything_is_counted() -> None:
+    with pytest.raises(SystemExit, match="unknown workload 'typcal'"):
+        main(["typcal", "--no-install"])
