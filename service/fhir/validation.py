@@ -65,12 +65,12 @@ class ValidationMemo:
         seen = _used_part(resource)
         digest = self._digest(seen)
         if digest is None:
-            return _why_invalid(seen)
+            return _why_part_invalid(seen)
         if digest in self._outcomes:
             self.hits += 1
             return self._outcomes[digest]
         self.misses += 1
-        outcome = _why_invalid(seen)
+        outcome = _why_part_invalid(seen)
         if len(self._outcomes) >= self._size:
             del self._outcomes[next(iter(self._outcomes))]  # dicts keep insertion order: the oldest
         self._outcomes[digest] = outcome
@@ -118,18 +118,21 @@ class ResourceValidator:
 
 
 def _why_invalid(resource: dict[str, Any]) -> str | None:
-    """None when ``resource`` is valid FHIR R4 as the facts read it; else the skip line.
+    """None when ``resource`` is valid FHIR R4 as the facts read it; else the skip line."""
+    return _why_part_invalid(_used_part(resource))
 
-    A function of ``_used_part(resource)`` alone: the skip line names the type and id, both in it.
-    """
+
+def _why_part_invalid(part: dict[str, Any]) -> str | None:
+    """``_why_invalid`` of a resource whose ``_used_part`` is ``part``: the outcome depends on
+    nothing else (the skip line names the type and id, both in it)."""
     try:
-        _model(resource["resourceType"]).model_validate(_lenient(resource))
+        _model(part["resourceType"]).model_validate(_lenient(part))
     except ValidationError as exc:
-        return f"{describe(resource)}: not valid FHIR R4: {_reasons(exc)}"
+        return f"{describe(part)}: not valid FHIR R4: {_reasons(exc)}"
     except (AttributeError, TypeError) as exc:
         # fhir.resources 8.3 crashes instead of failing validation on a primitive extension
         # that is JSON but not an object ("_birthDate": "0"); the resource is invalid all the same.
-        return f"{describe(resource)}: not valid FHIR R4: {type(exc).__name__}: {exc}"
+        return f"{describe(part)}: not valid FHIR R4: {type(exc).__name__}: {exc}"
     return None
 
 
@@ -230,16 +233,16 @@ def _field_models(annotation: Any) -> Iterator[type[BaseModel]]:
         pending.extend(get_args(kind))
 
 
-def _lenient(resource: dict[str, Any]) -> dict[str, Any]:
-    """What R4 validation sees: the used elements, with the tolerated deviations made valid.
+def _lenient(part: dict[str, Any]) -> dict[str, Any]:
+    """What R4 validation sees of a resource's used elements (``_used_part``): them, with the
+    tolerated deviations made valid.
 
-    - only the elements the facts read (``_used_part``);
     - dateTimes without an offset get ``Z`` (read as UTC by the facts too);
     - ``Condition.abatementBoolean`` (STU3; clinical-rules.md lists ``true`` among the
       abatement forms) is left out of validation; the facts read it as an abatement.
     """
-    fixed: dict[str, Any] = with_timezones(_used_part(resource))
-    if resource.get("resourceType") == "Condition" and "abatementBoolean" in fixed:
+    fixed: dict[str, Any] = with_timezones(part)
+    if part.get("resourceType") == "Condition" and "abatementBoolean" in fixed:
         fixed = {key: value for key, value in fixed.items() if key != "abatementBoolean"}
     return fixed
 
