@@ -23,6 +23,7 @@ The replay check runs last, so only tokens with a valid signature ever reach the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ class JwtVerifier:
         token = _bearer_token(authorization)
         header, payload = _unverified_parts(token)
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:  # a list or object is unhashable
             raise AuthFailure("alg", f"alg {str(alg)[:20]!r} is not allowed (ES384, RS384, ES256, RS256)")
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
@@ -191,7 +192,10 @@ class JwtVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
             raise AuthFailure("jti", f"jti must be text of 1 to {MAX_JTI_LENGTH} characters", issuer=issuer)
-        exp = float(claims["exp"])
+        try:
+            exp = float(claims["exp"])
+        except OverflowError:  # an integer past a float's range (PyJWT took it): endlessly far ahead
+            exp = math.inf
         if exp - self._clock() > MAX_LIFETIME_SECONDS:
             raise AuthFailure("exp", f"exp is more than {MAX_LIFETIME_SECONDS // 3600} h ahead; client tokens must be short-lived", issuer=issuer)
         # The token is acceptable until exp + skew, so its jti must be remembered that long.

@@ -49,6 +49,17 @@ def _hs256(key: ClientKey) -> str:
     return jwt.encode(payload, "a-shared-secret-of-32-bytes-long!", algorithm="HS256", headers={"kid": key.kid})
 
 
+def _alg_not_text(key: ClientKey) -> str:
+    """An unsigned token whose header names its alg as a list: refused before any key is looked up."""
+    import base64
+    import json
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return ".".join([part({"alg": ["ES384"], "kid": key.kid, "typ": "JWT"}), part({"iss": ISS, "aud": DISCOVERY}), "AAAA"])
+
+
 def _bad_signature(key: ClientKey) -> str:
     impostor = make_key("ES384", kid=key.kid)  # same kid, someone else's private key
     return sign(impostor, iss=ISS, aud=DISCOVERY)
@@ -64,6 +75,7 @@ def _tampered_payload(key: ClientKey) -> str:
 NEGATIVES: list[tuple[str, Callable[[ClientKey], str], str]] = [
     ("alg none", _alg_none, "alg"),
     ("HS256", _hs256, "alg"),
+    ("alg not text", _alg_not_text, "alg"),
     ("bad signature", _bad_signature, "signature"),
     ("tampered payload", _tampered_payload, "signature"),
     ("unknown kid", lambda k: sign(make_key("ES384", kid="not-registered"), iss=ISS, aud=DISCOVERY), "kid"),
@@ -74,6 +86,7 @@ NEGATIVES: list[tuple[str, Callable[[ClientKey], str], str]] = [
     ("expired", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=-120), "exp"),
     ("exp days ahead", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=3 * 86400), "exp"),
     ("exp absurdly far", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=10**15), "exp"),
+    ("exp past a float's range", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=10**400), "exp"),
     ("iat in the future", lambda k: sign(k, iss=ISS, aud=DISCOVERY, issued_ago=-600, lifetime=900), "iat"),
     ("nbf in the future", lambda k: sign(k, iss=ISS, aud=DISCOVERY, nbf=9_999_999_999), "nbf"),
     ("missing jti", lambda k: sign(k, iss=ISS, aud=DISCOVERY, drop=("jti",)), "claims"),
