@@ -109,7 +109,7 @@ class FhirServerSession:
                     f"the FHIR server has more than CDS_FHIR_PAGE_LIMIT={self.page_limit} pages of results"
                 )
             try:
-                target = parse_server_url(urljoin(current, link), allow_query=True)
+                target = parse_server_url(_resolved(link, current), allow_query=True)
             except UrlRefused as exc:
                 raise FhirServerError(f"a Bundle next link is not a URL the service may call ({exc})") from exc
             if not self.server.contains(target):
@@ -187,6 +187,14 @@ class FhirServerSession:
                 raise FhirServerError(f"the FHIR server answered with more than {self.max_page_bytes} bytes in one page")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _resolved(link: str, base: str) -> str:
+    """``link`` made absolute against ``base``; :class:`UrlRefused` when it cannot be parsed (``http://[::1``)."""
+    try:
+        return urljoin(base, link)
+    except ValueError as exc:
+        raise UrlRefused(f"the URL cannot be parsed ({exc})") from None
 
 
 def _check_status(status: int) -> None:

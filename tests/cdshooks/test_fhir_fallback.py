@@ -373,6 +373,25 @@ def test_a_prefetch_next_link_to_another_host_is_not_followed(app: TestClient, f
     assert fetch_count(app, "ok") + fetch_count(app, "error") == 0
 
 
+@pytest.mark.parametrize("link", ["http://[::1/fhir/Condition?p=2", "https://[not-an-address]/Condition"])
+def test_a_prefetch_next_link_that_is_not_a_url_is_412(app: TestClient, fhir_server: FhirTestServer, link: str) -> None:
+    page = {"resourceType": "Bundle", "type": "searchset", "link": [{"relation": "next", "url": link}]}
+    body = fallback_request(fhir_server.base_url, "example", prefetch={"patient": None, "conditions": page})
+    message = error_of(app.post(REFERRAL, json=body), 412)
+    assert message.startswith(
+        "prefetch key 'conditions' has more pages and a Bundle next link is not a URL the service may call (the URL cannot be parsed"
+    )
+    assert fetch_count(app, "ok") + fetch_count(app, "error") == 0
+
+
+def test_a_server_next_link_that_is_not_a_url_is_412(app: TestClient, fhir_server: FhirTestServer, kozey: str) -> None:
+    fhir_server.behave(page_size=1, next_link_base="http://[::1", only_types={"Condition"})
+    body = fallback_request(fhir_server.base_url, kozey, prefetch={"patient": None})
+    message = error_of(app.post(REFERRAL, json=body), 412)
+    assert "a Bundle next link is not a URL the service may call (the URL cannot be parsed (Invalid IPv6 URL))" in message
+    assert [r.path for r in fhir_server.requests] == ["/fhir/Condition"]
+
+
 def test_pagination_follows_next_links_within_the_page_limit(
     open_app: AppFactory, fhir_server: FhirTestServer, kozey: str
 ) -> None:
