@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.cdshooks.errors import HookRequestError, PayloadTooLarge, describe_validation_errors
 
@@ -23,11 +23,16 @@ async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) ->
         raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # An aborted upload, or chunked framing the server refused: the client's doing, so a 400 in
+        # the request's log line and metrics (nobody is left to read it), not a traceback and a 500.
+        raise HookRequestError("the client closed the connection before sending the whole request body") from None
     body = b"".join(chunks)
     if not body or body.isspace():  # as ``not body.strip()``, without copying the body
         raise HookRequestError("request body is empty; expected a JSON object")

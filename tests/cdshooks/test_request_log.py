@@ -5,6 +5,8 @@ hook call, its hookInstance, service, patient hash prefix and number of cards.""
 from __future__ import annotations
 
 import io
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,10 +101,40 @@ def test_served_requests_have_one_line_each_and_no_uvicorn_access_line(tmp_path:
             httpx.get(served.base_url + "/cds-services").status_code,
         ]
     assert statuses == [200, 400, 200]
-    lines = [orjson.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    lines = _served_lines(log_path)
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
     answered = [(line["event"], line["path"], line["status"]) for line in lines if line["logger"] == "service.access"]
     assert answered[-3:] == [("hook answered", URL, 200), ("request answered", URL, 400), ("request answered", "/cds-services", 200)]
+
+
+def test_a_client_gone_before_its_whole_body_is_a_400_line_not_a_traceback(tmp_path: Path) -> None:
+    """An aborted upload, and chunked framing uvicorn refuses (it answers 400 and closes itself)."""
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'cds.sqlite3'}", CDS_LOG_LEVEL="INFO")
+    upgrade_database(env)
+    log_path = tmp_path / "server.log"
+    head = f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    with serve(env, log_path=log_path) as served:
+        port = int(served.base_url.rsplit(":", 1)[1])
+        for raw in (f"{head}Content-Length: 1000\r\n\r\n{{\"hook\": ", f"{head}Transfer-Encoding: chunked\r\n\r\n5\r\n{{\"a\":\r\nzz\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(raw.encode())
+                time.sleep(0.2)  # the app is reading the body when the connection goes
+        deadline = time.monotonic() + 10
+        while len(_hook_call_lines(log_path)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        metrics = [line for line in httpx.get(served.base_url + "/metrics").text.splitlines() if line.startswith("cds_requests_total{")]
+    assert [line["status"] for line in _hook_call_lines(log_path)] == [400, 400]
+    assert not [line for line in _served_lines(log_path) if line["level"] == "error" or "exception" in line]
+    assert [line for line in metrics if 'status="400"' in line and line.endswith(" 2.0")]
+    assert not [line for line in metrics if 'status="500"' in line]
+
+
+def _served_lines(log_path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+
+
+def _hook_call_lines(log_path: Path) -> list[dict[str, Any]]:
+    return [line for line in _served_lines(log_path) if line["logger"] == "service.access" and line["path"] == URL]
 
 
 def test_request_ids_differ_between_processes_forked_from_one_another() -> None:
