@@ -9,7 +9,7 @@ and are serialised with ``exclude_none`` because CDS Hooks forbids null and empt
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -227,6 +227,17 @@ class FeedbackItem(_Incoming):
         # CDS Hooks: a string; pydantic alone would also take 0 or "1700000000" as a Unix time.
         if not isinstance(value, str) or not re.match(_RFC3339_DATE_TIME, value):
             raise ValueError("must be an RFC 3339 date-time string such as 2025-01-10T14:05:00Z")
+        return value
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _within_the_calendar_in_utc(cls, value: datetime) -> datetime:
+        # Stored and compared in UTC: 9999-12-31T23:59:59-05:00 has no UTC time in the calendar.
+        if value.tzinfo is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("must fall within the years 0001 to 9999 once converted to UTC") from None
         return value
 
     @model_validator(mode="after")

@@ -125,12 +125,22 @@ def test_case_17_overridden_feedback_with_and_without_a_reason(client: TestClien
         ({"card": "c", "outcome": "rejected", "outcomeTimestamp": "2024-01-01T00:00:00Z"}, "outcome"),
         ({"card": "c", "outcome": "accepted", "outcomeTimestamp": "2024-01-01T00:00:00Z"}, "acceptedSuggestions"),
         ({"card": "c", "outcome": "overridden"}, "outcomeTimestamp"),
+        # No UTC time in the calendar: clamped, two such items were one (found by a bug hunt).
+        ({"card": "c", "outcome": "overridden", "outcomeTimestamp": "9999-12-31T23:59:59-05:00"}, "outcomeTimestamp"),
+        ({"card": "c", "outcome": "overridden", "outcomeTimestamp": "0001-01-01T00:00:00+23:59"}, "outcomeTimestamp"),
     ],
 )
 def test_case_17_malformed_feedback_is_400(client: TestClient, item: dict[str, Any], message: str) -> None:
     response = client.post("/cds-services/back-knee-risk-factors/feedback", json={"feedback": [item]})
     assert response.status_code == 400
     assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("timestamp", ["9999-12-31T23:59:59+05:00", "0001-01-01T00:00:00-01:00", "9999-12-31T23:59:59"])
+def test_feedback_at_the_calendar_edges_with_a_utc_time_is_stored(client: TestClient, timestamp: str) -> None:
+    item = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": timestamp}
+    response = client.post("/cds-services/back-knee-risk-factors/feedback", json={"feedback": [item]})
+    assert response.status_code == 200, response.text
 
 
 def test_feedback_on_an_unknown_card_is_accepted(client: TestClient) -> None:
