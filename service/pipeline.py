@@ -20,6 +20,7 @@ from service.cdshooks.models import Card
 from service.engine.catalogue import Catalogue
 from service.engine.evaluate import evaluate
 from service.fhir import PatientFacts, ValidationMemo, compute_facts
+from service.privacy import stored_reference
 from service.store.records import IssuedCard
 
 __all__ = ["Evaluation", "evaluate_facts", "evaluate_service", "patient_facts"]
@@ -99,7 +100,7 @@ def evaluate_facts(
                 rule_id=finding.rule.id,
                 rule_version=finding.rule.version,
                 indicator=finding.rule.indicator,
-                evidence=finding.references,
+                evidence=tuple([stored_reference(reference) for reference in finding.references]),
                 suggestion_uuids=tuple([str(s.uuid) for s in card.suggestions]) if card.suggestions else (),
             )
         )

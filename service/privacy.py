@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["PatientHasher", "load_or_create_key"]
+__all__ = ["PatientHasher", "load_or_create_key", "stored_reference"]
 
 
 class PatientHasher:
@@ -24,6 +24,12 @@ class PatientHasher:
 
     def __repr__(self) -> str:
         return "PatientHasher(key=***)"
+
+
+def stored_reference(reference: str) -> str:
+    """A ``Type/id`` reference as the audit trail stores it: a Patient by type only, as skip lines
+    name it, because its id is the patient id (the hashed id is on the invocation row)."""
+    return "Patient" if reference.startswith("Patient/") else reference
 
 
 def load_or_create_key(path: Path) -> bytes:

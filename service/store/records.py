@@ -14,7 +14,7 @@ class IssuedCard:
     rule_id: str
     rule_version: str
     indicator: str
-    evidence: tuple[str, ...]  # "Condition/abc" references the card rests on
+    evidence: tuple[str, ...]  # "Condition/abc" references the card rests on; the patient as "Patient"
     suggestion_uuids: tuple[str, ...] = ()
 
 

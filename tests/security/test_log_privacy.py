@@ -1,16 +1,19 @@
-"""Full flows with every secret a CDS call carries; the captured logs must hold none of them.
+"""Full flows with every secret a CDS call carries; the captured logs and the database must hold none of them.
 
 Sent: client JWTs (accepted, refused, replayed), a ``fhirAuthorization`` access token used
 against a real loopback FHIR server, a patient with a name, and the raw patient id. Logged:
 JSON lines at DEBUG (more than production's INFO), every logger in the process. The patient
-may appear only as the keyed hash, and each hook call's lines carry its hookInstance.
+may appear only as the keyed hash, and each hook call's lines carry its hookInstance. Stored:
+every row of the audit database, written by the time the app has shut down.
 """
 
 from __future__ import annotations
 
 import io
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ PATIENT_KEY = "log-scan-patient-key-0123456789ab"
 GIVEN, FAMILY = "Zebulon", "Quixotic-Marchbanks"
 PATIENT_ID = f"pt-{uuid.uuid4().hex[:12]}"
 FHIR_TOKEN = f"fhir-access-{uuid.uuid4().hex}"
+CONDITION_ID = f"cond-{uuid.uuid4().hex[:12]}"  # not built from the patient id, which may be stored nowhere
 
 
 def patient() -> dict[str, Any]:
@@ -48,7 +52,7 @@ def patient() -> dict[str, Any]:
 def condition() -> dict[str, Any]:
     return {
         "resourceType": "Condition",
-        "id": f"cond-{PATIENT_ID}",
+        "id": CONDITION_ID,
         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
         "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "278860009", "display": "Chronic low back pain"}]},
@@ -68,7 +72,7 @@ def captured_logs(restore_logging: None) -> Iterator[io.StringIO]:
     yield stream
 
 
-def test_logs_hold_no_token_no_jwt_no_name_and_no_raw_patient_id(
+def test_logs_and_database_hold_no_token_no_jwt_no_name_and_no_raw_patient_id(
     make_settings: SettingsFactory, tmp_path: Path, fhir_server: FhirTestServer, captured_logs: io.StringIO
 ) -> None:
     key: ClientKey = make_key("ES384", kid="log-scan")
@@ -135,6 +139,11 @@ def test_logs_hold_no_token_no_jwt_no_name_and_no_raw_patient_id(
         secrets[f"JWT {n} payload"] = jwt_text.split(".")[1]
     leaked = {name for name, secret in secrets.items() if secret in text}
     assert not leaked, f"logs contain {sorted(leaked)}"
+    with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as database:
+        stored = "\n".join(database.iterdump())
+    assert "INSERT INTO \"card_issued\"" in stored, "the cards should have been written (the scan must see them)"
+    leaked = {name for name, secret in secrets.items() if secret in stored}
+    assert not leaked, f"the database holds {sorted(leaked)}"
 
     # The patient appears only as the keyed hash.
     patient_hash = PatientHasher(PATIENT_KEY.encode())(PATIENT_ID)
