@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,40 @@ def test_sqlite_relative_default_url_lands_under_var(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     upgrade_database("sqlite:///var/back-knee-cds.sqlite3")
     assert (tmp_path / "var" / "back-knee-cds.sqlite3").is_file()
+
+
+def test_0002_drops_the_raw_patient_id_from_stored_evidence(database_url: str) -> None:
+    """Rows written before 0002 held ``Patient/<raw id>``: afterwards ``Patient``, the rest untouched."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    evidences = [["Condition/c1", "Patient/raw-id-1", "Observation/o1"], ["Condition/c2"], ["Patient/raw-id-2"], []]
+    try:
+        with engine.connect() as connection:
+            command.upgrade(alembic_config(connection=connection), "0001")
+            connection.commit()
+        with engine.begin() as connection:
+            invocation = connection.execute(
+                sa.text(
+                    "INSERT INTO invocation (service_id, hook, hook_instance, patient_hash, status, duration_ms,"
+                    " catalogue_version, received_at, skipped_resources)"
+                    " VALUES ('s', 'patient-view', 'h', 'hash', 200, 1.0, 'v', :at, '[]') RETURNING id"
+                ),
+                {"at": datetime(2026, 11, 1, tzinfo=UTC)},
+            ).scalar_one()
+            for number, evidence in enumerate(evidences):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO card_issued (uuid, invocation_id, rule_id, rule_version, indicator, evidence,"
+                        " suggestion_uuids, patient_hash) VALUES (:uuid, :invocation, 'r', '1', 'info', :evidence, '[]', 'hash')"
+                    ),
+                    {"uuid": f"card-{number}", "invocation": invocation, "evidence": json.dumps(evidence)},
+                )
+    finally:
+        engine.dispose()
+    upgrade_database(database_url)
+    stored = rows(database_url, "SELECT uuid, evidence FROM card_issued ORDER BY uuid")
+    assert [(uuid, json.loads(evidence) if isinstance(evidence, str) else evidence) for uuid, evidence in stored] == [
+        ("card-0", ["Condition/c1", "Patient", "Observation/o1"]),
+        ("card-1", ["Condition/c2"]),
+        ("card-2", ["Patient"]),
+        ("card-3", []),
+    ]
