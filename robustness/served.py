@@ -83,12 +83,12 @@ def upgrade_database(env: Mapping[str, str]) -> None:
 
 
 @contextmanager
-def serve(env: Mapping[str, str], *, log_path: Path) -> Iterator[Served]:
+def serve(env: Mapping[str, str], *, log_path: Path, workers: int = 1) -> Iterator[Served]:
     """Start the server, wait until ``/health/live`` answers, and stop it (SIGINT, then SIGKILL)."""
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             cwd=REPO_ROOT,
             env=dict(env),
             stdout=log,

@@ -24,11 +24,11 @@ from service.engine.catalogue import load_catalogue
 from service.fhir import ValidationMemo, load_models
 from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
-from service.settings import Settings, settings_from_env
+from service.settings import Settings
 from service.state import AppState, utc_now
 from service.store import Store
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("service.app")
 
@@ -105,8 +105,3 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         prefetch_by_service={service.id: service.prefetch for service in catalogue.services.values()},
     )
     return app
-
-
-def create_app_from_env() -> FastAPI:
-    """Zero-argument factory for ``uvicorn --factory`` (several workers)."""
-    return create_app(settings_from_env())

@@ -33,9 +33,14 @@ def tune_gc_for_serving(*, first_threshold: int = FIRST_GENERATION_THRESHOLD) ->
 
 
 def create_serving_app_from_env() -> object:
-    """uvicorn's factory for several workers: each worker builds its app, then tunes its own GC."""
-    from service.app import create_app_from_env
+    """uvicorn's factory for several workers: each worker sets up its logging, builds its app, then
+    tunes its own GC. Workers are spawned, not forked: nothing the parent configured carries over."""
+    from service.app import create_app
+    from service.logs import configure_logging
+    from service.settings import settings_from_env
 
-    app = create_app_from_env()
+    settings = settings_from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings)
     tune_gc_for_serving()
     return app

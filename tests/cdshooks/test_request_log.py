@@ -107,6 +107,20 @@ def test_served_requests_have_one_line_each_and_no_uvicorn_access_line(tmp_path:
     assert answered[-3:] == [("hook answered", URL, 200), ("request answered", URL, 400), ("request answered", "/cds-services", 200)]
 
 
+def test_each_of_several_workers_writes_json_lines_and_request_lines(tmp_path: Path) -> None:
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'cds.sqlite3'}", CDS_LOG_LEVEL="INFO")
+    upgrade_database(env)
+    log_path = tmp_path / "server.log"
+    with serve(env, log_path=log_path, workers=2) as served:
+        statuses = [httpx.post(served.base_url + URL, json=hook_request(prefetch=EMPTY_PREFETCH)).status_code for _ in range(4)]
+    assert statuses == [200] * 4
+    text = log_path.read_text()
+    assert [line for line in text.splitlines() if not line.startswith("{")] == [], "every line JSON (CDS_LOG_FORMAT)"
+    lines = _served_lines(log_path)
+    assert len([line for line in lines if line["event"].startswith("AUTHENTICATION IS OFF")]) == 2  # one per worker
+    assert [line["status"] for line in _hook_call_lines(log_path)] == [200] * 4
+
+
 def test_a_client_gone_before_its_whole_body_is_a_400_line_not_a_traceback(tmp_path: Path) -> None:
     """An aborted upload, and chunked framing uvicorn refuses (it answers 400 and closes itself)."""
     env = service_env(tmp_path, f"sqlite:///{tmp_path / 'cds.sqlite3'}", CDS_LOG_LEVEL="INFO")
