@@ -6,6 +6,7 @@ Errors are one line on stderr (``error: FILE: what is wrong``) with exit code 2,
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -47,9 +48,23 @@ def _settings() -> Settings:
 UVICORN_OPTIONS: dict[str, Any] = {"loop": "asyncio", "log_config": None, "proxy_headers": True, "access_log": False}
 
 
+def _check_serve_options(args: argparse.Namespace) -> None:
+    """What uvicorn would otherwise meet as a traceback (a port out of range), an exit code 3 (a
+    host that does not resolve), or not at all (no workers)."""
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: {args.port} is not a TCP port (0 to 65535)")
+    if args.workers < 1:
+        raise UsageError(f"--workers: {args.workers} is not a number of processes (1 or more)")
+    try:
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--host: '{args.host}' is not an address this machine can listen on ({exc})") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    _check_serve_options(args)
     settings = _settings()
     from service.logs import configure_logging
 
@@ -80,8 +95,11 @@ def _openapi(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(document)
     else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(document, encoding="utf-8")
+        try:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(document, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{args.out}: cannot write the document there ({exc.strerror or exc})") from None
         print(f"wrote {args.out}")
     return 0
 

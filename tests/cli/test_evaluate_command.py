@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from tests.cli import run_cli
 from tests.conftest import REPO_ROOT, SHARED_FIXTURES
 
 CHAUNCEY = SHARED_FIXTURES / "synthea-r4-bundles" / "Chauncey_Johnston_f4673866-81fb-411a-8486-0c27f2a5b480.json"
@@ -22,18 +22,12 @@ def chauncey() -> Path:
     return CHAUNCEY
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _rules(output: str) -> list[str]:
     return [card["source"]["topic"]["code"] for result in json.loads(output)["results"] for card in result["cards"]]
 
 
 def test_evaluate_bundle_as_json(capsys: pytest.CaptureFixture[str], chauncey: Path) -> None:
-    code, out, err = _run(capsys, "evaluate", str(chauncey), "--as-of", "2020-06-01", "--format", "json")
+    code, out, err = run_cli(capsys, "evaluate", str(chauncey), "--as-of", "2020-06-01", "--format", "json")
     assert (code, err) == (0, "")
     document = json.loads(out)
     assert document["as_of"] == "2020-06-01"
@@ -43,13 +37,13 @@ def test_evaluate_bundle_as_json(capsys: pytest.CaptureFixture[str], chauncey: P
 
 
 def test_evaluate_one_service(capsys: pytest.CaptureFixture[str], chauncey: Path) -> None:
-    code, out, _ = _run(capsys, "evaluate", str(chauncey), "--as-of", "2020-06-01", "--format", "json", "--service", "back-knee-care-guidance")
+    code, out, _ = run_cli(capsys, "evaluate", str(chauncey), "--as-of", "2020-06-01", "--format", "json", "--service", "back-knee-care-guidance")
     assert code == 0
     assert _rules(out) == ["weight-management", "knee-arthritis-care"]
 
 
 def test_evaluate_as_text_reads_like_the_cards(capsys: pytest.CaptureFixture[str], chauncey: Path) -> None:
-    code, out, _ = _run(capsys, "evaluate", str(chauncey), "--as-of", "2020-06-01")
+    code, out, _ = run_cli(capsys, "evaluate", str(chauncey), "--as-of", "2020-06-01")
     assert code == 0
     assert "Evaluated on 2020-06-01" in out
     assert "[INFO] Knee arthritis, excess weight" not in out  # summary phrases come from the rule
@@ -80,7 +74,7 @@ def test_evaluate_a_cds_hooks_request_uses_its_prefetch_and_patient(
     }
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request), encoding="utf-8")
-    code, out, _ = _run(capsys, "evaluate", str(path), "--as-of", "2020-06-01", "--format", "json")
+    code, out, _ = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01", "--format", "json")
     assert code == 0
     assert {r["patient"] for r in json.loads(out)["results"]} == {patient["id"]}
     # No Observations in this request, so no BMI: the active obesity diagnosis counts instead.
@@ -93,7 +87,7 @@ def test_evaluate_ndjson(capsys: pytest.CaptureFixture[str], chauncey: Path, tmp
     bundle = json.loads(chauncey.read_text(encoding="utf-8"))
     path = tmp_path / "patient.ndjson"
     path.write_text("\n".join(json.dumps(entry["resource"]) for entry in bundle["entry"]) + "\n", encoding="utf-8")
-    code, out, _ = _run(capsys, "evaluate", str(path), "--as-of", "2020-06-01", "--format", "json")
+    code, out, _ = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01", "--format", "json")
     assert code == 0
     assert _rules(out) == CHAUNCEY_RULES
 
@@ -118,14 +112,14 @@ def test_bad_input_is_one_line_naming_the_file(
     path = tmp_path / "input.json"
     if content is not None:
         path.write_text(content, encoding="utf-8")
-    code, out, err = _run(capsys, "evaluate", str(path), "--as-of", "2020-06-01")
+    code, out, err = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01")
     assert code == 2 and out == ""
     assert err.startswith(f"error: {path}: ") and expected in err
     assert err.count("\n") == 1
 
 
 def test_directory_as_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = _run(capsys, "evaluate", str(tmp_path))
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path))
     assert code == 2 and err.startswith(f"error: {tmp_path}: is a directory")
 
 
@@ -137,12 +131,12 @@ def test_directory_as_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_pa
     ],
 )
 def test_bad_options(capsys: pytest.CaptureFixture[str], chauncey: Path, argv: list[str], expected: str) -> None:
-    code, _, err = _run(capsys, "evaluate", str(chauncey), *argv)
+    code, _, err = run_cli(capsys, "evaluate", str(chauncey), *argv)
     assert code == 2 and err.startswith(expected) and err.count("\n") == 1
 
 
 def test_rules_check_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "rules", "check", str(REPO_ROOT / "rules"))
+    code, out, err = run_cli(capsys, "rules", "check", str(REPO_ROOT / "rules"))
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert "catalogue 1.0.0: 9 rules, 3 services" in lines[0]
@@ -153,7 +147,7 @@ def test_rules_check_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_rules_check_default_directory(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "rules", "check")
+    code, out, _ = run_cli(capsys, "rules", "check")
     assert code == 0 and "9 rules" in out
 
 
@@ -162,12 +156,12 @@ def test_rules_check_broken_directory(capsys: pytest.CaptureFixture[str], tmp_pa
     shutil.copytree(REPO_ROOT / "rules", broken)
     rule = broken / "rules" / "sciatica-guidance.yaml"
     rule.write_text(rule.read_text(encoding="utf-8").replace("condition: sciatica", "condition: sciatic"), encoding="utf-8")
-    code, out, err = _run(capsys, "rules", "check", str(broken))
+    code, out, err = run_cli(capsys, "rules", "check", str(broken))
     assert code == 2 and out == ""
     assert err.startswith(f"error: {rule}: rule 'sciatica-guidance': field 'condition': unknown fact 'sciatic'")
     assert err.count("\n") == 1
 
 
 def test_rules_check_missing_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = _run(capsys, "rules", "check", str(tmp_path / "nowhere"))
+    code, _, err = run_cli(capsys, "rules", "check", str(tmp_path / "nowhere"))
     assert code == 2 and err.startswith(f"error: {tmp_path / 'nowhere'}: rules directory not found")
