@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from service.json_response import OrjsonResponse
@@ -19,7 +22,12 @@ async def live() -> OrjsonResponse:
     return OrjsonResponse({"status": "live"})
 
 
-@router.get("/health/ready", responses={503: {"description": "Not ready; the body says why"}})
+class NotReadyBody(BaseModel):
+    status: Literal["not ready"]
+    reason: str
+
+
+@router.get("/health/ready", responses={503: {"model": NotReadyBody, "description": "Not ready; the body says why"}})
 async def ready(state: State) -> OrjsonResponse:
     """200 when the rules are loaded and the database answers; 503 with the reason otherwise."""
     reason = await state.store.check_ready()

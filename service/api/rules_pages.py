@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import HTMLResponse, Response
 
+from service.cdshooks.openapi_docs import ErrorBody
 from service.engine.catalogue import Catalogue
 from service.engine.rules import Rule
 from service.json_response import OrjsonResponse
@@ -87,7 +88,7 @@ async def list_rules(request: Request, state: State) -> Response:
 @router.get(
     "/rules/{rule_id}",
     response_model=RuleModel,
-    responses={200: _HTML_OR_JSON, 404: {"description": "No rule with that id; the body says so"}},
+    responses={200: _HTML_OR_JSON, 404: {**_HTML_OR_JSON, "model": ErrorBody, "description": "No rule with that id; the body says so"}},
 )
 async def show_rule(rule_id: str, request: Request, state: State) -> Response:
     """One rule: what it checks, thresholds, citations, version."""

@@ -9,6 +9,7 @@ client generator or a fuzzer (schemathesis in ``make fuzz``) builds requests tha
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -171,10 +172,23 @@ def install_openapi(
             _narrow_to_catalogue(document, hooks_by_service)
             _describe_prefetch(document, prefetch_by_service)
             _require_client_jwt(document)
+            _drop_unsent_validation_errors(document)
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drop_unsent_validation_errors(document: dict[str, Any]) -> None:
+    """FastAPI declares a 422 for every operation with parameters; this app answers a request that
+    fails validation with a 400 ``{"error": ...}`` (``errors.install_error_handlers``), never a 422."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f'"{_COMPONENT.format(model=name)}"' not in json.dumps(document):
+            schemas.pop(name, None)
 
 
 def _add_request_schemas(document: dict[str, Any]) -> None:

@@ -21,3 +21,16 @@ def test_error_responses_are_declared() -> None:
     assert {"200", "400", "401", "404", "413", "503"} <= set(feedback)
     assert "401" in paths["/cds-services"]["get"]["responses"]
     assert "503" in paths["/health/ready"]["get"]["responses"]
+
+
+def test_no_422_is_declared_and_every_error_response_has_its_body() -> None:
+    """Validation errors are 400 ``{"error": ...}`` here; FastAPI's default 422 would be a lie."""
+    document = json.loads(openapi_json())
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "422" not in responses, f"{method.upper()} {path}"
+            for status, response in responses.items():
+                if not status.startswith("2"):
+                    assert response.get("content"), f"{method.upper()} {path} {status} has no body schema"
+    assert not {"HTTPValidationError", "ValidationError"} & set(document["components"]["schemas"])
