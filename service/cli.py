@@ -20,7 +20,7 @@ from service.catalogue_error import CatalogueError
 from service.config_error import ConfigError
 from service.settings import Settings
 
-__all__ = ["main", "UsageError"]
+__all__ = ["main", "UsageError", "load_settings"]
 
 
 DEFAULT_PORT = 8080
@@ -30,13 +30,14 @@ class UsageError(Exception):
     """Bad input to a command; printed as one line, exit code 2."""
 
 
-def _settings() -> Settings:
+def load_settings() -> Settings:
+    """Settings from the environment, or a UsageError naming the variable and what is wrong."""
     try:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "CDS_" + str(first["loc"][0]).upper() if first["loc"] else "configuration"
-        raise UsageError(f"{name}: {first['msg']}") from None
+        raise UsageError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 # How `serve` runs uvicorn (bench/run.py serves its baseline the same way):
@@ -65,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     _check_serve_options(args)
-    settings = _settings()
+    settings = load_settings()
     from service.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
@@ -122,7 +123,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from service.pipeline import evaluate_service
 
     today = _as_of(args.as_of)
-    settings = _settings()
+    settings = load_settings()
     catalogue = load_catalogue(settings.rules_dir)
     if args.service_id is not None and catalogue.service(args.service_id) is None:
         raise UsageError(f"--service: unknown service '{args.service_id}'; choose from {', '.join(catalogue.services)}")
@@ -169,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _rules_check(args: argparse.Namespace) -> int:
     from service.engine.catalogue import load_catalogue
 
-    directory = Path(args.directory) if args.directory else _settings().rules_dir
+    directory = Path(args.directory) if args.directory else load_settings().rules_dir
     catalogue = load_catalogue(directory)
     print(f"{directory}: catalogue {catalogue.version}: {len(catalogue.rules)} rules, {len(catalogue.services)} services, {len(catalogue.facts)} facts")
     for rule in catalogue.rules:
@@ -180,7 +181,7 @@ def _rules_check(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from service.store import DatabaseUnreachable, MigrationError, describe_url, upgrade_database, wait_for_database
 
-    settings = _settings()
+    settings = load_settings()
     shown = describe_url(settings.database_url)
 
     def waiting(reason: str) -> None:

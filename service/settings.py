@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -59,8 +60,14 @@ class Settings(BaseSettings):
 
     @field_validator("public_base_url")
     @classmethod
-    def _strip_trailing_slash(cls, value: str | None) -> str | None:
-        return value.rstrip("/") if value else None
+    def _absolute_url_without_trailing_slash(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            # Every JWT aud and card link is built from it: a typo would refuse every client.
+            raise ValueError(f"must be an absolute http(s) URL without query or fragment, such as https://cds.example.org; got {value!r}")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _wildcard_cors_needs_auth_off(self) -> Settings:

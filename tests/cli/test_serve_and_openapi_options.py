@@ -1,4 +1,4 @@
-"""``serve`` and ``openapi`` refuse bad options with one line and exit code 2, before uvicorn or a write."""
+"""``serve`` and ``openapi`` refuse bad options and settings with one line and exit code 2, before uvicorn or a write."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from service.cli import UsageError, load_settings
 from tests.cli import run_cli
 
 
@@ -35,3 +36,20 @@ def test_openapi_under_a_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
     target = tmp_path / "file" / "openapi.json"
     code, _, err = run_cli(capsys, "openapi", "--out", str(target))
     assert code == 2 and err.startswith(f"error: {target}: cannot write the document there (") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CDS_PUBLIC_BASE_URL": "notaurl"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL without query or fragment"),
+        ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org/?x=1"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
+        ({"CDS_CORS_ORIGINS": "*", "CDS_AUTH": "jwt"}, "error: configuration: CDS_CORS_ORIGINS='*' needs CDS_AUTH=off"),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str) -> None:
+    """What ``serve`` (and ``db upgrade``) print and exit 2 with: ``main`` prints a UsageError as one line."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UsageError) as refused:
+        load_settings()
+    assert f"error: {refused.value}".startswith(expected) and "\n" not in str(refused.value)
