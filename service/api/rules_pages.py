@@ -27,11 +27,15 @@ router = APIRouter(tags=["Rules"])
 
 
 class RuleSummaryModel(BaseModel):
+    """interface.md section 4: the catalogue as JSON gives each rule's thresholds and citation too."""
+
     id: str
     version: str
     title: str
     service: str
     indicator: str
+    thresholds: dict[str, int | float]
+    citation: list[str]
     url: str
 
 
@@ -77,6 +81,8 @@ async def list_rules(request: Request, state: State) -> Response:
                     "title": rule.title,
                     "service": rule.service,
                     "indicator": rule.indicator,
+                    "thresholds": dict(rule.thresholds),
+                    "citation": list(rule.citations),
                     "url": f"/rules/{rule.id}",
                 }
                 for rule in catalogue.rules

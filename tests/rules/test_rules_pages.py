@@ -28,8 +28,13 @@ def test_list_rules_json(client: TestClient) -> None:
         "title": "Risk factors for lower back and knee pain",
         "service": "back-knee-risk-factors",
         "indicator": "info",
+        "thresholds": {"older_age_years": 50, "overweight_bmi": 25, "bmi_window_days": 730},
+        "citation": rules[0]["citation"],
         "url": "/rules/risk-factors",
     }
+    one = client.get("/rules/risk-factors", headers={"accept": "application/json"}).json()
+    assert all(rule["citation"] for rule in rules) and rules[0]["citation"] == one["citation"]
+    assert rules[0]["thresholds"] == one["thresholds"]
 
 
 def test_one_rule_json(client: TestClient) -> None:
