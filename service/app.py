@@ -20,6 +20,7 @@ from service.cdshooks.instrumentation import RequestMetricsMiddleware
 from service.cdshooks.openapi_docs import install_openapi
 from service.cdshooks.security import build_verifier, install_security, load_clients, log_security_posture
 from service.cards import CardBuilder
+from service.config_error import ConfigError
 from service.engine.catalogue import load_catalogue
 from service.fhir import ValidationMemo, load_models
 from service.metrics import Metrics
@@ -33,14 +34,29 @@ __all__ = ["create_app"]
 log = logging.getLogger("service.app")
 
 
+def _patient_hasher(settings: Settings) -> PatientHasher:
+    """The hasher of ``CDS_PATIENT_KEY``, else of the key file; a short or unreadable key stops the start."""
+    if settings.patient_key:
+        source, key = "CDS_PATIENT_KEY", settings.patient_key.get_secret_value().encode()
+    else:
+        source = f"CDS_PATIENT_KEY_FILE {settings.patient_key_file}"
+        try:
+            key = load_or_create_key(settings.patient_key_file)
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read or create the key ({exc.strerror or exc})") from None
+    try:
+        return PatientHasher(key)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}; generate one with: openssl rand -hex 32") from None
+
+
 def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     """Build the app. The catalogue is loaded here so a broken ``rules/`` fails at start.
 
     ``clock`` gives the time of each request (UTC, its date is the evaluation date); tests fix it.
     """
     catalogue = load_catalogue(settings.rules_dir)
-    key = settings.patient_key.get_secret_value().encode() if settings.patient_key else None
-    hasher = PatientHasher(key or load_or_create_key(settings.patient_key_file))
+    hasher = _patient_hasher(settings)
     trusted_clients = load_clients(settings)  # a broken trusted clients file fails here, at start
     fhir_allowlist = ServerAllowlist(settings.fhir_server_allowlist)  # a bad entry fails here, at start
 

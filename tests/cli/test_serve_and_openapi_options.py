@@ -1,4 +1,4 @@
-"""``serve`` and ``openapi`` refuse bad options and settings with one line and exit code 2, before uvicorn or a write."""
+"""``serve`` refuses bad options, settings and patient keys, and ``openapi`` an unwritable path: one line, exit code 2."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from service.app import create_app
 from service.cli import UsageError, load_settings
+from service.config_error import ConfigError
 from tests.cli import run_cli
+from tests.conftest import SettingsFactory
 
 
 @pytest.mark.parametrize(
@@ -53,3 +56,25 @@ def test_bad_settings_are_one_line_naming_the_variable(monkeypatch: pytest.Monke
     with pytest.raises(UsageError) as refused:
         load_settings()
     assert f"error: {refused.value}".startswith(expected) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "key_file_text", "expected"),
+    [
+        ("short", None, "CDS_PATIENT_KEY: the patient key must be at least 16 bytes"),
+        (None, "abc", "the patient key must be at least 16 bytes"),
+        (None, None, "cannot read or create the key"),
+    ],
+    ids=["short-key", "short-key-file", "unreadable-key-file"],
+)
+def test_an_unusable_patient_key_stops_the_start_with_one_line(
+    make_settings: SettingsFactory, tmp_path: Path, key: str | None, key_file_text: str | None, expected: str
+) -> None:
+    key_file = tmp_path / "patient-key"
+    if key_file_text is not None:
+        key_file.write_text(key_file_text)
+    else:
+        key_file = tmp_path / "a-file" / "patient-key"
+        (tmp_path / "a-file").write_text("")  # a file where the key's directory should be
+    with pytest.raises(ConfigError, match=expected):
+        create_app(make_settings(patient_key=key, patient_key_file=key_file))
