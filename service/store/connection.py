@@ -17,7 +17,7 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.store.database import describe_url, is_transient, make_engine, reason_of
+from service.store.database import describe_url, ensure_sqlite_directory, is_transient, make_engine, reason_of
 from service.store.errors import DatabaseUnreachable, MigrationError
 from service.store.migrate import SchemaInfo, load_schema_info, schema_problem, upgrade_database
 
@@ -137,6 +137,11 @@ class Database:
                 self._schema = load_schema_info()
         except OSError as exc:
             return f"migrations unavailable: {exc}"
+        if self._migrate_on_start:
+            try:  # as `db upgrade` does: else SQLite cannot open the file, and nothing ever migrates
+                ensure_sqlite_directory(self.url)
+            except OSError as exc:
+                return f"database unreachable: cannot create its directory: {exc}"
         try:
             with self.engine.connect() as connection:
                 problem = schema_problem(connection, self._schema, on_newer=self._newer_schema)

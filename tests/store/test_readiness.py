@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -38,6 +40,17 @@ async def test_migrate_on_start_brings_an_empty_database_to_ready(database_url: 
         assert await store.check_ready() is None
     finally:
         await store.close()
+
+
+async def test_migrate_on_start_creates_a_missing_sqlite_directory(tmp_path: Path) -> None:
+    """As ``db upgrade`` does; else the file cannot be opened and the service is never ready."""
+    store = Store(f"sqlite:///{tmp_path / 'not-yet' / 'cds.sqlite3'}", retry_seconds=0.05, migrate_on_start=True)
+    await store.start()
+    try:
+        assert await store.check_ready() is None
+    finally:
+        await store.close()
+    assert (tmp_path / "not-yet" / "cds.sqlite3").is_file()
 
 
 async def test_a_schema_newer_than_this_build_still_serves(migrated_url: str, caplog: pytest.LogCaptureFixture) -> None:
