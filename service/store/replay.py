@@ -1,8 +1,9 @@
 """JWT ids already used: a token presented twice is a replay (CDS Hooks 2.0 section 7, ``jti``).
 
-The database's unique ``(issuer, jti)`` makes the check atomic across replicas. While the
-database is down the ids are kept in memory instead (replays within this process are still
-refused) and written to the database when it returns; hook calls keep working meanwhile.
+The database's unique ``(issuer, jti)`` makes the check atomic across replicas. Each process also
+keeps the ids it accepted in memory (``AcceptedJtis``), and while the database is down it keeps
+the ids it sees there instead (``MemoryJtis``) and writes them when the database returns: replays
+to the same process are refused throughout an outage, and hook calls keep working meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from service.store.database import as_utc, clean_text, insert_or_skip
 from service.store.tables import SeenJwt
 
-__all__ = ["remember_in_database", "prune_expired", "flush_to_database", "MemoryJtis"]
+__all__ = ["remember_in_database", "prune_expired", "flush_to_database", "AcceptedJtis", "MemoryJtis"]
 
 log = logging.getLogger("service.store")
 
@@ -96,3 +97,27 @@ class MemoryJtis:
 
     def _drop_expired(self, now: datetime) -> None:
         self._seen = {key: expires for key, expires in self._seen.items() if expires >= now}
+
+
+class AcceptedJtis:
+    """Ids this process accepted through the database, so that a replay to it is still refused once
+    the database goes down (until then only the database knew them).
+
+    Best effort, bounded: past ``capacity`` the oldest are forgotten first; they expire first, and
+    while the database answers it refuses them anyway.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._accepted: dict[tuple[str, str], None] = {}
+
+    def __len__(self) -> int:
+        return len(self._accepted)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._accepted
+
+    def add(self, issuer: str, jti: str) -> None:
+        while len(self._accepted) >= self.capacity:
+            del self._accepted[next(iter(self._accepted))]  # dicts keep insertion order: the oldest
+        self._accepted[(issuer, jti)] = None

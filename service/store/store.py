@@ -22,7 +22,7 @@ from service.store.database import DEFAULT_CONNECT_TIMEOUT_SECONDS, is_transient
 from service.store.errors import StoreUnavailable
 from service.store.feedback import store_feedback
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord
-from service.store.replay import MemoryJtis, flush_to_database, prune_expired, remember_in_database
+from service.store.replay import AcceptedJtis, MemoryJtis, flush_to_database, prune_expired, remember_in_database
 from service.store.suppression_cache import SUPPRESSION_CACHE_SECONDS, SuppressionCache
 from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, active_suppressions
 
@@ -69,6 +69,7 @@ class Store:
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds)
         self._jtis = MemoryJtis()
+        self._accepted_jtis = AcceptedJtis()
         self._suppressions = SuppressionCache(ttl_seconds=suppression_cache_seconds)
         self._maintenance: asyncio.Task[None] | None = None
         self._warned_suppressions = False
@@ -90,6 +91,12 @@ class Store:
             except asyncio.CancelledError:
                 pass
         await self._flush_jtis()
+        if len(self._jtis):
+            log.error(
+                "JWT ids seen during the outage not written at shutdown: until their tokens expire, a replay "
+                "of them to another instance (or to this one restarted) is not refused",
+                extra={"fields": {"ids": len(self._jtis), "reason": self._database.problem or "database down"}},
+            )
         await self._database.close()
 
     async def check_ready(self) -> str | None:
@@ -182,11 +189,14 @@ class Store:
 
         While the database is down the id is remembered in this process only (see ``replay``).
         """
-        if (issuer, jti) in self._jtis:
+        if (issuer, jti) in self._jtis or (issuer, jti) in self._accepted_jtis:
             return False
         if not self._database.known_down:
             try:
-                return await self._database.run(remember_in_database, issuer, jti, expires_at)
+                new = await self._database.run(remember_in_database, issuer, jti, expires_at)
+                if new:
+                    self._accepted_jtis.add(issuer, jti)
+                return new
             except sa.exc.SQLAlchemyError as exc:
                 log.warning(
                     "JWT id check falls back to memory", extra={"fields": {"reason": reason_of(exc)}}

@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from service.store import Store, upgrade_database
-from tests.store.helpers import AbsentDatabase, eventually, rows
+from service.store.replay import AcceptedJtis
+from tests.robustness.tcp_proxy import proxy_to
+from tests.store.helpers import AbsentDatabase, ScratchPostgres, eventually, rows
 
 ISSUER = "https://ehr.example/client"
 EXPIRES = datetime.now(UTC) + timedelta(minutes=5)
@@ -113,3 +116,43 @@ async def test_with_the_database_down_ids_are_remembered_in_memory_then_written(
         assert await restarted.remember_jti(ISSUER, "during-outage", EXPIRES) is False
     finally:
         await restarted.close()
+
+
+async def test_an_id_accepted_before_an_outage_is_refused_during_it(scratch_postgres: ScratchPostgres) -> None:
+    """Only the database knew it: without the process's own memory of accepted ids, the replay got a 200."""
+    url = scratch_postgres.create(scratch_postgres.new_name())
+    upgrade_database(url)
+    parsed = make_url(url)
+    with proxy_to(parsed.host or "127.0.0.1", parsed.port or 5432) as proxy:
+        proxied = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        store = Store(proxied, retry_seconds=0.05, connect_timeout_seconds=2, close_timeout_seconds=0.2)
+        await store.start()
+        try:
+            assert await store.check_ready() is None
+            assert await store.remember_jti(ISSUER, "before-outage", EXPIRES) is True
+            proxy.set_mode("refuse")
+            assert await store.remember_jti(ISSUER, "before-outage", EXPIRES) is False
+            assert await store.remember_jti(ISSUER, "during-outage", EXPIRES) is True
+            assert await store.remember_jti(ISSUER, "during-outage", EXPIRES) is False
+        finally:
+            await store.close()
+
+
+def test_accepted_ids_are_bounded_forgetting_the_oldest_first() -> None:
+    accepted = AcceptedJtis(capacity=3)
+    for jti in ("a", "b", "c", "d"):
+        accepted.add(ISSUER, jti)
+    assert len(accepted) == 3
+    assert (ISSUER, "a") not in accepted and all((ISSUER, jti) in accepted for jti in ("b", "c", "d"))
+
+
+async def test_ids_still_only_in_memory_at_shutdown_are_logged_as_not_written(
+    absent_database: AbsentDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(absent_database.url, retry_seconds=0.05, connect_timeout_seconds=2, close_timeout_seconds=0.2)
+    await store.start()
+    assert await store.check_ready() is not None
+    assert await store.remember_jti(ISSUER, "never-written", EXPIRES) is True
+    await store.close()
+    (line,) = [record for record in caplog.records if record.getMessage().startswith("JWT ids seen during the outage not written at shutdown")]
+    assert line.levelname == "ERROR" and line.fields["ids"] == 1  # type: ignore[attr-defined]
