@@ -27,7 +27,7 @@ from service.metrics import Metrics
 from service.privacy import PatientHasher, load_or_create_key
 from service.settings import Settings
 from service.state import AppState, utc_now
-from service.store import Store
+from service.store import Store, SuppressionPolicy
 
 __all__ = ["create_app"]
 
@@ -75,6 +75,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                 retry_seconds=settings.database_retry_seconds,
                 migrate_on_start=settings.migrate_on_start,
                 on_audit_lost=metrics.audit_lost.inc,
+                late_feedback_policy=SuppressionPolicy(catalogue.suppress_days, catalogue.suppressing_reasons),
             )
             app.state.cds = AppState(
                 settings=settings,

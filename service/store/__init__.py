@@ -12,7 +12,7 @@ from service.store.errors import DatabaseUnreachable, MigrationError, StoreUnava
 from service.store.migrate import upgrade_database, wait_for_database
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, IssuedCard
 from service.store.store import Store
-from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS
+from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, SuppressionPolicy
 
 __all__ = [
     "Store",
@@ -21,6 +21,7 @@ __all__ = [
     "MigrationError",
     "describe_url",
     "DEFAULT_SUPPRESSING_REASONS",
+    "SuppressionPolicy",
     "FeedbackOutcome",
     "FeedbackRecord",
     "InvocationRecord",

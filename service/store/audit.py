@@ -13,17 +13,18 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.store.connection import Database
 from service.store.database import as_utc, clean_text, insert_or_skip, is_transient, reason_of
-from service.store.records import InvocationRecord
+from service.store.feedback import apply_late_feedback
+from service.store.records import InvocationRecord, PendingCard
+from service.store.suppressions import SuppressionPolicy
 from service.store.tables import CardIssued, Invocation
 
-__all__ = ["AUDIT_LINGER_SECONDS", "PendingCard", "AuditQueue", "AuditWriter", "write_invocations"]
+__all__ = ["AUDIT_LINGER_SECONDS", "AuditQueue", "AuditWriter", "write_invocations"]
 
 log = logging.getLogger("service.store")
 
@@ -36,14 +37,6 @@ AUDIT_LINGER_SECONDS = 0.05
 
 _INVOCATION = Invocation.__table__  # type: ignore[attr-defined]
 _CARD = CardIssued.__table__  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCard:
-    """What feedback needs about a card whose audit record is not written yet."""
-
-    rule_id: str
-    patient_hash: str
 
 
 class AuditQueue:
@@ -119,8 +112,11 @@ class AuditQueue:
             self._on_lost(count)
 
 
-def write_invocations(engine: Engine, records: Sequence[InvocationRecord]) -> None:
-    """Insert invocations and their cards in one transaction (a card uuid already stored is kept)."""
+def write_invocations(engine: Engine, records: Sequence[InvocationRecord], policy: SuppressionPolicy | None = None) -> None:
+    """Insert invocations and their cards in one transaction (a card uuid already stored is kept).
+
+    Feedback that reached another replica before these cards were written is then about a known
+    card: ``apply_late_feedback`` says so and, under ``policy``, suppresses as it would have."""
     with engine.begin() as connection:
         ids = (
             connection.execute(
@@ -146,6 +142,8 @@ def write_invocations(engine: Engine, records: Sequence[InvocationRecord]) -> No
         ]
         if cards:
             connection.execute(insert_or_skip(connection, _CARD, ["uuid"]), cards)
+            written = {card["uuid"]: PendingCard(rule_id=card["rule_id"], patient_hash=card["patient_hash"]) for card in cards}
+            apply_late_feedback(connection, written, policy or SuppressionPolicy())
 
 
 def _invocation_row(record: InvocationRecord) -> dict[str, object]:
@@ -171,9 +169,16 @@ class AuditWriter:
     """
 
     def __init__(
-        self, queue: AuditQueue, database: Database, *, retry_seconds: float, linger_seconds: float = AUDIT_LINGER_SECONDS
+        self,
+        queue: AuditQueue,
+        database: Database,
+        *,
+        retry_seconds: float,
+        linger_seconds: float = AUDIT_LINGER_SECONDS,
+        policy: SuppressionPolicy | None = None,
     ) -> None:
         self._queue = queue
+        self._policy = policy
         self._database = database
         self._retry_seconds = retry_seconds
         self._linger_seconds = linger_seconds
@@ -253,7 +258,7 @@ class AuditWriter:
                 continue
             part = batch[:1] if one_by_one else list(batch)
             try:
-                await self._database.run(write_invocations, part)
+                await self._database.run(write_invocations, part, self._policy)
             except sa.exc.SQLAlchemyError as exc:
                 if is_transient(exc):
                     await asyncio.sleep(self._retry_seconds)

@@ -8,20 +8,19 @@ the same item sent again is stored once. An item's identity is a hash of what it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.store.audit import PendingCard
 from service.store.database import as_utc, clean_text, insert_or_skip
-from service.store.records import FeedbackOutcome, FeedbackRecord
-from service.store.suppressions import insert_suppression, suppression_window
+from service.store.records import FeedbackOutcome, FeedbackRecord, PendingCard
+from service.store.suppressions import SuppressionPolicy, insert_suppression, suppression_window
 from service.store.tables import CardIssued, Feedback
 
-__all__ = ["feedback_identity", "store_feedback"]
+__all__ = ["apply_late_feedback", "feedback_identity", "store_feedback"]
 
 _FEEDBACK = Feedback.__table__  # type: ignore[attr-defined]
 _CARD = CardIssued.__table__  # type: ignore[attr-defined]
@@ -47,13 +46,13 @@ def store_feedback(
     records: Sequence[FeedbackRecord],
     *,
     pending_cards: Mapping[str, PendingCard],
-    suppress_days: Mapping[str, int],
-    suppressing_reasons: Collection[str],
+    policy: SuppressionPolicy,
     received_at: datetime,
 ) -> list[FeedbackOutcome]:
     """Store every item in one transaction; returns only once it is committed.
 
-    ``pending_cards``: cards whose audit record is still queued (feedback can outrun the writer).
+    ``pending_cards``: cards whose audit record is still queued here (feedback can outrun the
+    writer). A card queued on another replica is unknown for now; ``apply_late_feedback`` catches up.
     """
     outcomes: list[FeedbackOutcome] = []
     with engine.begin() as connection:
@@ -66,18 +65,10 @@ def store_feedback(
                 _feedback_row(record, known_card=card is not None, received_at=received_at),
             ).scalar_one_or_none()
             suppressed_rule = None
-            if (
-                feedback_id is not None
-                and card is not None
-                and record.outcome == "overridden"
-                and record.override_reason_code in suppressing_reasons
-                and suppress_days.get(card.rule_id, 0) > 0
-            ):
-                window = suppression_window(record.outcome_timestamp, received_at, suppress_days[card.rule_id])
-                insert_suppression(
-                    connection, patient_hash=card.patient_hash, rule_id=card.rule_id, window=window, feedback_id=feedback_id
-                )
-                suppressed_rule = card.rule_id
+            if feedback_id is not None and card is not None:
+                days = policy.days(card.rule_id, record.outcome, record.override_reason_code)
+                if _suppress(connection, card, days, record.outcome_timestamp, received_at, feedback_id):
+                    suppressed_rule = card.rule_id
             outcomes.append(
                 FeedbackOutcome(
                     card_uuid=record.card_uuid,
@@ -87,6 +78,34 @@ def store_feedback(
                 )
             )
     return outcomes
+
+
+def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCard], policy: SuppressionPolicy) -> None:
+    """Feedback stored before ``cards`` were (it reached a replica whose queue did not hold them):
+    mark it about a known card now, and suppress as it would have on arrival."""
+    late = sa.select(
+        _FEEDBACK.c.id, _FEEDBACK.c.card_uuid, _FEEDBACK.c.outcome, _FEEDBACK.c.override_reason_code,
+        _FEEDBACK.c.outcome_timestamp, _FEEDBACK.c.received_at,
+    ).where(_FEEDBACK.c.known_card.is_(False))
+    ordered = sorted(cards)
+    for start in range(0, len(ordered), _LOOKUP_CHUNK):
+        for feedback_id, uuid, outcome, reason_code, outcome_timestamp, received_at in connection.execute(
+            late.where(_FEEDBACK.c.card_uuid.in_(ordered[start : start + _LOOKUP_CHUNK]))
+        ).all():
+            card = cards[uuid]
+            connection.execute(sa.update(_FEEDBACK).where(_FEEDBACK.c.id == feedback_id).values(known_card=True))
+            _suppress(connection, card, policy.days(card.rule_id, outcome, reason_code), outcome_timestamp, received_at, feedback_id)
+
+
+def _suppress(
+    connection: sa.Connection, card: PendingCard, days: int, outcome_timestamp: datetime, received_at: datetime, feedback_id: int
+) -> bool:
+    """Silence the card's rule for its patient for ``days`` (none when 0); True when it did."""
+    if days <= 0:
+        return False
+    window = suppression_window(outcome_timestamp, received_at, days)
+    insert_suppression(connection, patient_hash=card.patient_hash, rule_id=card.rule_id, window=window, feedback_id=feedback_id)
+    return True
 
 
 def _cards(connection: sa.Connection, uuids: set[str]) -> dict[str, PendingCard]:

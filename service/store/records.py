@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["IssuedCard", "InvocationRecord", "FeedbackRecord", "FeedbackOutcome"]
+__all__ = ["IssuedCard", "InvocationRecord", "FeedbackRecord", "FeedbackOutcome", "PendingCard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +55,11 @@ class FeedbackOutcome:
     duplicate: bool
     suppressed_rule: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCard:
+    """What feedback needs about a card: its rule, and the patient it was about (hashed)."""
+
+    rule_id: str
+    patient_hash: str

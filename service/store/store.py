@@ -16,15 +16,15 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
-from service.store.audit import AuditQueue, AuditWriter, PendingCard
+from service.store.audit import AuditQueue, AuditWriter
 from service.store.connection import Database
 from service.store.database import DEFAULT_CONNECT_TIMEOUT_SECONDS, is_transient, reason_of
 from service.store.errors import StoreUnavailable
 from service.store.feedback import store_feedback
-from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord
+from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, PendingCard
 from service.store.replay import AcceptedJtis, MemoryJtis, flush_to_database, prune_expired, remember_in_database
 from service.store.suppression_cache import SUPPRESSION_CACHE_SECONDS, SuppressionCache
-from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, active_suppressions
+from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, SuppressionPolicy, active_suppressions
 
 __all__ = ["Store", "SUPPRESSION_READ_SECONDS"]
 
@@ -56,6 +56,7 @@ class Store:
         close_timeout_seconds: float = 5.0,
         connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
         suppression_cache_seconds: float = SUPPRESSION_CACHE_SECONDS,
+        late_feedback_policy: SuppressionPolicy | None = None,
     ) -> None:
         self.database_url = database_url
         self._retry_seconds = retry_seconds
@@ -67,7 +68,8 @@ class Store:
             connect_timeout_seconds=connect_timeout_seconds,
         )
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
-        self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds)
+        # Feedback another replica stored before this one wrote the card: suppress as on arrival.
+        self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=late_feedback_policy)
         self._jtis = MemoryJtis()
         self._accepted_jtis = AcceptedJtis()
         self._suppressions = SuppressionCache(ttl_seconds=suppression_cache_seconds)
@@ -144,8 +146,7 @@ class Store:
                 _store_feedback,
                 records,
                 pending,
-                suppress_days,
-                frozenset(suppressing_reasons),
+                SuppressionPolicy(suppress_days=suppress_days, suppressing_reasons=frozenset(suppressing_reasons)),
                 received_at or datetime.now(UTC),
             )
         except sa.exc.SQLAlchemyError as exc:
@@ -250,15 +251,7 @@ def _store_feedback(
     engine: sa.Engine,
     records: Sequence[FeedbackRecord],
     pending: Mapping[str, PendingCard],
-    suppress_days: Mapping[str, int],
-    suppressing_reasons: frozenset[str],
+    policy: SuppressionPolicy,
     received_at: datetime,
 ) -> list[FeedbackOutcome]:
-    return store_feedback(
-        engine,
-        records,
-        pending_cards=pending,
-        suppress_days=suppress_days,
-        suppressing_reasons=suppressing_reasons,
-        received_at=received_at,
-    )
+    return store_feedback(engine, records, pending_cards=pending, policy=policy, received_at=received_at)

@@ -7,6 +7,8 @@ stored in the database, so it survives restarts.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -15,12 +17,26 @@ from sqlalchemy.engine import Engine
 from service.store.database import as_utc
 from service.store.tables import Suppression
 
-__all__ = ["DEFAULT_SUPPRESSING_REASONS", "suppression_window", "insert_suppression", "active_suppressions"]
+__all__ = ["DEFAULT_SUPPRESSING_REASONS", "SuppressionPolicy", "suppression_window", "insert_suppression", "active_suppressions"]
 
 # interface.md decision 7; the catalogue may pass its own list (rules/catalogue.yaml).
 DEFAULT_SUPPRESSING_REASONS = frozenset({"already-addressed", "patient-declined"})
 
 _SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionPolicy:
+    """Which overrides silence which rules, and for how long (the catalogue's; none by default)."""
+
+    suppress_days: Mapping[str, int] = field(default_factory=dict)
+    suppressing_reasons: Collection[str] = DEFAULT_SUPPRESSING_REASONS
+
+    def days(self, rule_id: str, outcome: str, reason_code: str | None) -> int:
+        """How many days an item with this outcome and reason silences ``rule_id``; 0 for none."""
+        if outcome != "overridden" or reason_code not in self.suppressing_reasons:
+            return 0
+        return max(self.suppress_days.get(rule_id, 0), 0)
 
 
 def suppression_window(outcome_timestamp: datetime, received_at: datetime, days: int) -> tuple[date, date]:

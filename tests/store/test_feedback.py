@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from service.store import FeedbackRecord, Store, StoreUnavailable, upgrade_database
+from service.store import FeedbackRecord, Store, StoreUnavailable, SuppressionPolicy, upgrade_database
 from tests.store.helpers import AbsentDatabase, ScratchPostgres, card, eventually, invocation, rows
 
 PATIENT = "a" * 64
@@ -148,6 +148,34 @@ async def test_feedback_finds_a_card_whose_audit_record_is_still_queued(migrated
     finally:
         await store.close()
     assert rows(migrated_url, "SELECT count(*) FROM card_issued WHERE uuid = :u", u=queued.uuid) == [(1,)]
+
+
+@pytest.mark.parametrize(("reason", "suppresses"), [("already-addressed", True), ("not-relevant", False)])
+async def test_feedback_that_reached_another_replica_first_takes_effect_once_the_card_is_written(
+    migrated_url: str, reason: str, suppresses: bool
+) -> None:
+    """After an outage, one replica may still hold a card in its queue while the EHR's feedback on
+    it reaches another: stored as about an unknown card, it is caught up when the card is written."""
+    policy = SuppressionPolicy(suppress_days=SUPPRESS_DAYS)
+    holding = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=policy)  # not started: its card waits
+    other = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=policy)
+    late = card("weight-management")
+    holding.record_invocation(invocation(patient_hash=PATIENT, cards=(late,)))
+    await other.start()
+    try:
+        [outcome] = await other.save_feedback([overridden(late.uuid, reason)], suppress_days=SUPPRESS_DAYS)
+        assert not outcome.known_card and outcome.suppressed_rule is None
+        await holding.start()
+        await eventually(lambda: holding.audit_backlog == 0)
+    finally:
+        await holding.close()
+    known = rows(migrated_url, "SELECT known_card FROM feedback WHERE card_uuid = :u", u=late.uuid)
+    assert [bool(row[0]) for row in known] == [True]
+    try:
+        expected = {"weight-management"} if suppresses else frozenset()
+        assert await other.suppressed_rules(PATIENT, OVERRIDDEN_AT.date() + timedelta(days=1)) == expected
+    finally:
+        await other.close()
 
 
 @pytest.mark.parametrize("reason", ["already-addressed", "patient-declined"])
