@@ -10,15 +10,17 @@ queued is a complete stretch of history and the loss is a counted gap at its end
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.store.connection import Database
-from service.store.database import as_utc, clean_text, insert_or_skip, is_transient, reason_of
+from service.store.database import as_utc, clean_text, in_chunks, insert_or_skip, is_transient, reason_of
 from service.store.feedback import apply_late_feedback
 from service.store.records import InvocationRecord, PendingCard
 from service.store.suppressions import SuppressionPolicy
@@ -112,12 +114,20 @@ class AuditQueue:
             self._on_lost(count)
 
 
-def write_invocations(engine: Engine, records: Sequence[InvocationRecord], policy: SuppressionPolicy | None = None) -> None:
+def write_invocations(
+    engine: Engine, records: Sequence[InvocationRecord], policy: SuppressionPolicy | None = None, *, after_failure: bool = False
+) -> None:
     """Insert invocations and their cards in one transaction (a card uuid already stored is kept).
 
     Feedback that reached another replica before these cards were written is then about a known
-    card: ``apply_late_feedback`` says so and, under ``policy``, suppresses as it would have."""
+    card: ``apply_late_feedback`` says so and, under ``policy``, suppresses as it would have.
+    ``after_failure``: an earlier try of these records failed, maybe after its commit (a lost
+    acknowledgement): records it stored are not written twice."""
     with engine.begin() as connection:
+        if after_failure:
+            records = _not_yet_written(connection, records)
+            if not records:
+                return
         ids = (
             connection.execute(
                 sa.insert(_INVOCATION).returning(_INVOCATION.c.id, sort_by_parameter_order=True),
@@ -144,6 +154,21 @@ def write_invocations(engine: Engine, records: Sequence[InvocationRecord], polic
             connection.execute(insert_or_skip(connection, _CARD, ["uuid"]), cards)
             written = {card["uuid"]: PendingCard(rule_id=card["rule_id"], patient_hash=card["patient_hash"]) for card in cards}
             apply_late_feedback(connection, written, policy or SuppressionPolicy())
+
+
+def _not_yet_written(connection: sa.Connection, records: Sequence[InvocationRecord]) -> list[InvocationRecord]:
+    """``records`` minus those already stored: a call is its service, hookInstance and the
+    microsecond it was received (an EHR's retry of a call is received later)."""
+    stored: set[tuple[str, str, datetime]] = set()
+    columns = (_INVOCATION.c.service_id, _INVOCATION.c.hook_instance, _INVOCATION.c.received_at)
+    for chunk in in_chunks({clean_text(record.hook_instance) for record in records}):
+        for service_id, hook_instance, received_at in connection.execute(sa.select(*columns).where(_INVOCATION.c.hook_instance.in_(chunk))):
+            stored.add((service_id, hook_instance, as_utc(received_at)))
+    return [
+        record
+        for record in records
+        if (clean_text(record.service_id), clean_text(record.hook_instance), as_utc(record.received_at)) not in stored
+    ]
 
 
 def _invocation_row(record: InvocationRecord) -> dict[str, object]:
@@ -243,6 +268,7 @@ class AuditWriter:
 
     async def _drain_forever(self) -> None:
         one_by_one = False
+        after_failure = False  # the last try failed: it may have committed before the error reached us
         while True:
             await self._linger()
             batch = self._queue.batch()
@@ -258,8 +284,9 @@ class AuditWriter:
                 continue
             part = batch[:1] if one_by_one else list(batch)
             try:
-                await self._database.run(write_invocations, part, self._policy)
+                await self._database.run(functools.partial(write_invocations, after_failure=after_failure), part, self._policy)
             except sa.exc.SQLAlchemyError as exc:
+                after_failure = True
                 if is_transient(exc):
                     await asyncio.sleep(self._retry_seconds)
                 elif len(part) > 1:
@@ -271,6 +298,7 @@ class AuditWriter:
                     )
                     self._queue.written(part, lost=True)
                 continue
+            after_failure = False
             self._queue.written(part)
 
     async def _linger(self) -> None:

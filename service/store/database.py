@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +33,7 @@ __all__ = [
     "as_utc",
     "clean_text",
     "json_text",
+    "in_chunks",
 ]
 
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
@@ -236,3 +237,13 @@ def clean_text(value: str) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
     return value
+
+
+_IN_LIST_CHUNK = 500  # values per IN (...): well under every driver's parameter limit
+
+
+def in_chunks(values: Iterable[str]) -> Iterator[list[str]]:
+    """``values`` sorted, in lists short enough for one ``IN (...)`` on every driver."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), _IN_LIST_CHUNK):
+        yield ordered[start : start + _IN_LIST_CHUNK]

@@ -15,7 +15,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.store.database import as_utc, clean_text, insert_or_skip
+from service.store.database import as_utc, clean_text, in_chunks, insert_or_skip
 from service.store.records import FeedbackOutcome, FeedbackRecord, PendingCard
 from service.store.suppressions import SuppressionPolicy, insert_suppression, suppression_window
 from service.store.tables import CardIssued, Feedback
@@ -24,7 +24,6 @@ __all__ = ["apply_late_feedback", "feedback_identity", "store_feedback"]
 
 _FEEDBACK = Feedback.__table__  # type: ignore[attr-defined]
 _CARD = CardIssued.__table__  # type: ignore[attr-defined]
-_LOOKUP_CHUNK = 500  # card uuids per IN (...): well under every driver's parameter limit
 
 
 def feedback_identity(record: FeedbackRecord) -> str:
@@ -87,10 +86,9 @@ def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCa
         _FEEDBACK.c.id, _FEEDBACK.c.card_uuid, _FEEDBACK.c.outcome, _FEEDBACK.c.override_reason_code,
         _FEEDBACK.c.outcome_timestamp, _FEEDBACK.c.received_at,
     ).where(_FEEDBACK.c.known_card.is_(False))
-    ordered = sorted(cards)
-    for start in range(0, len(ordered), _LOOKUP_CHUNK):
+    for chunk in in_chunks(cards):
         for feedback_id, uuid, outcome, reason_code, outcome_timestamp, received_at in connection.execute(
-            late.where(_FEEDBACK.c.card_uuid.in_(ordered[start : start + _LOOKUP_CHUNK]))
+            late.where(_FEEDBACK.c.card_uuid.in_(chunk))
         ).all():
             card = cards[uuid]
             connection.execute(sa.update(_FEEDBACK).where(_FEEDBACK.c.id == feedback_id).values(known_card=True))
@@ -110,9 +108,7 @@ def _suppress(
 
 def _cards(connection: sa.Connection, uuids: set[str]) -> dict[str, PendingCard]:
     found: dict[str, PendingCard] = {}
-    ordered = sorted(uuids)
-    for start in range(0, len(ordered), _LOOKUP_CHUNK):
-        chunk = [clean_text(uuid) for uuid in ordered[start : start + _LOOKUP_CHUNK]]
+    for chunk in in_chunks(clean_text(uuid) for uuid in uuids):
         query = sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash).where(_CARD.c.uuid.in_(chunk))
         for uuid, rule_id, patient_hash in connection.execute(query):
             found[uuid] = PendingCard(rule_id=rule_id, patient_hash=patient_hash)

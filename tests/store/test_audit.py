@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
 from service.store import Store, upgrade_database
+from service.store.audit import write_invocations
+from service.store.database import make_engine
 from tests.store.helpers import AbsentDatabase, ScratchPostgres, card, eventually, invocation, rows
 
 
@@ -201,3 +205,25 @@ async def test_the_writer_recovers_after_postgresql_drops_its_connections(
     finally:
         await store.close()
     assert [row.hook_instance for row in rows(migrated_url, "SELECT hook_instance FROM invocation ORDER BY id")] == ["before", "after"]
+
+
+def test_a_batch_tried_again_after_a_failure_writes_only_what_is_not_stored(migrated_url: str) -> None:
+    """A lost COMMIT acknowledgement: the batch is in the database, the writer saw an error and tries again."""
+    committed = [invocation(hook_instance="lost-ack", cards=(card(),)), invocation(hook_instance="no-cards")]
+    retried_by_the_ehr = replace(committed[1], received_at=committed[1].received_at + timedelta(microseconds=1))
+    other_service = replace(committed[0], service_id="back-knee-care-guidance", cards=())
+    engine = make_engine(migrated_url)
+    try:
+        write_invocations(engine, committed)
+        write_invocations(engine, [*committed, retried_by_the_ehr, other_service], after_failure=True)
+        write_invocations(engine, committed, after_failure=True)
+    finally:
+        engine.dispose()
+    stored = rows(migrated_url, "SELECT service_id, hook_instance FROM invocation ORDER BY id")
+    assert [tuple(row) for row in stored] == [
+        ("back-knee-risk-factors", "lost-ack"),
+        ("back-knee-risk-factors", "no-cards"),
+        ("back-knee-risk-factors", "no-cards"),  # a new call by the EHR: a row of its own
+        ("back-knee-care-guidance", "lost-ack"),
+    ]
+    assert rows(migrated_url, "SELECT count(*) FROM card_issued") == [(1,)]
