@@ -40,6 +40,7 @@ from service.fhir.records import (
     read_family_history,
     read_measurement,
     read_patient,
+    says_deceased,
 )
 from service.fhir.resources import select_resources
 from service.fhir.units import rounded
@@ -162,7 +163,7 @@ def compute_facts(
     return PatientFacts(
         patient_id=selection.patient_id,
         today=today,
-        deceased=bool(record and record.deceased),
+        deceased=selection.patient is not None and says_deceased(selection.patient),
         facts=facts,
         skipped=validator.skipped,
     )

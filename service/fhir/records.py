@@ -31,6 +31,7 @@ __all__ = [
     "read_family_history",
     "read_measurement",
     "read_patient",
+    "says_deceased",
 ]
 
 _Resource = Mapping[str, Any]
@@ -97,15 +98,19 @@ class PatientRecord:
 def read_patient(resource: _Resource) -> PatientRecord:
     """Birth date and deceased. Absent or masked birth date (``_birthDate`` only) -> unknown."""
     birth_text = _string(resource.get("birthDate"))
-    deceased_boolean = resource.get("deceasedBoolean")
-    deceased = deceased_boolean is True or resource.get("deceasedDateTime") is not None
     resource_id = resource.get("id")
     return PatientRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,
         birth_date=birth_date(birth_text),
         birth_date_text=birth_text,
-        deceased=deceased,
+        deceased=says_deceased(resource),
     )
+
+
+def says_deceased(resource: _Resource) -> bool:
+    """``deceasedBoolean`` true or any ``deceasedDateTime`` (clinical-rules.md 1), read from the JSON
+    as sent: also for a Patient that fails validation, which gets no card all the same."""
+    return resource.get("deceasedBoolean") is True or resource.get("deceasedDateTime") is not None
 
 
 # --- Condition --------------------------------------------------------------------------------
@@ -133,8 +138,9 @@ def read_condition(
     today: date,
 ) -> ConditionRecord:
     usable = not (_codes(resource.get("verificationStatus")) & statuses.condition_unusable_verification)
-    clinical = _codes(resource.get("clinicalStatus"))
-    clinically_active = not clinical or bool(clinical & statuses.condition_active_clinical)
+    clinical = resource.get("clinicalStatus")
+    # Absent, or coded active/recurrence/relapse (clinical-rules.md 1): a status given only as text is not absent.
+    clinically_active = clinical is None or bool(_codes(clinical) & statuses.condition_active_clinical)
     resource_id = resource.get("id")
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,

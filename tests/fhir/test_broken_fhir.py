@@ -28,7 +28,8 @@ def test_an_invalid_condition_is_skipped_with_its_reason(definitions: FactDefini
 def test_an_invalid_patient_is_skipped_without_naming_the_patient(definitions: FactDefinitions) -> None:
     person = patient(birth="1970-13-45", name=[{"family": "Secretname"}], deceasedBoolean=True)
     facts = facts_of(definitions, person)
-    assert not facts.holds("older_age") and not facts.deceased
+    assert not facts.holds("older_age")
+    assert facts.deceased  # clinical-rules.md 1: a deceased patient gets no card at all, valid Patient or not
     (reason,) = facts.skipped
     assert reason.startswith("Patient: not valid FHIR R4: birthDate")
     assert "p1" not in reason and "Secretname" not in reason and "1970-13-45" not in reason

@@ -98,6 +98,12 @@ def test_active_clinical_statuses(definitions: FactDefinitions, clinical: str | 
     assert facts_of(definitions, condition(KNEE_OA, clinical=clinical)).holds("knee_arthritis")
 
 
+def test_a_clinical_status_given_only_as_text_is_not_absent_so_not_active(definitions: FactDefinitions) -> None:
+    """clinical-rules.md 1: active means clinicalStatus absent or coded active/recurrence/relapse."""
+    said_in_words = condition(KNEE_OA, clinical=None, clinicalStatus={"text": "resolved"})
+    assert not facts_of(definitions, said_in_words).holds("knee_arthritis")
+
+
 @pytest.mark.parametrize("clinical", ["inactive", "remission", "resolved"])
 def test_inactive_clinical_statuses_are_not_active_but_still_usable(definitions: FactDefinitions, clinical: str) -> None:
     facts = facts_of(definitions, condition(KNEE_OA, clinical=clinical), condition(ACL, clinical=clinical))

@@ -71,6 +71,9 @@ def test_a_birth_date_after_today_is_no_age(definitions: FactDefinitions) -> Non
         ({"deceasedDateTime": "2011-09-07T10:00:00-04:00"}, True),
         ({"deceasedDateTime": "2011"}, True),
         ({"deceasedBoolean": False}, False),
+        # Not valid R4, so the Patient is skipped; still deceased: no card at all (found by a review).
+        ({"deceasedDateTime": "2023-13-01"}, True),
+        ({"deceasedBoolean": True, "birthDate": "1950-02-30"}, True),
         ({}, False),
     ],
 )
