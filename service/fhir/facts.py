@@ -43,7 +43,7 @@ from service.fhir.records import (
     says_deceased,
 )
 from service.fhir.resources import select_resources
-from service.fhir.units import rounded
+from service.fhir.units import shown
 from service.fhir.validation import ResourceValidator, ValidationMemo
 
 __all__ = ["compute_facts"]
@@ -255,7 +255,7 @@ def _bmi(name: str, definition: BmiFactDefinition, patient: _Patient) -> Fact:
     result = _bmi_result(name, definition, patient)
     if result is None:
         return Fact(name, False)
-    values = {"bmi": float(rounded(result.value)), "source": result.source}
+    values = {"bmi": float(shown(result.value)), "source": result.source}
     return _fact(name, [patient.evidence(m) for m in result.evidence], values)
 
 
@@ -267,7 +267,7 @@ def _excess_weight(name: str, definition: ExcessWeightFactDefinition, patient: _
     if result is not None:  # a BMI in the window decides, whatever the date of a diagnosis
         if result.value < definition.parameters.overweight_bmi:
             return Fact(name, False)
-        return _fact(name, [patient.evidence(m) for m in result.evidence], {"bmi": float(rounded(result.value))})
+        return _fact(name, [patient.evidence(m) for m in result.evidence], {"bmi": float(shown(result.value))})
     found = patient.conditions_in(definition.concepts, definition.status)
     return _fact(name, [c.evidence(definition.concepts) for c in found])
 
@@ -282,9 +282,9 @@ def _weight_gain(name: str, definition: WeightGainFactDefinition, patient: _Pati
     if gain is None or gain.percent < definition.parameters.weight_gain_percent:
         return Fact(name, False)
     values = {
-        "gain_percent": float(rounded(gain.percent)),
-        "newest_kg": float(rounded(gain.newest.value)),
-        "lowest_kg": float(rounded(gain.lowest.value)),
+        "gain_percent": float(shown(gain.percent)),
+        "newest_kg": float(shown(gain.newest.value)),
+        "lowest_kg": float(shown(gain.lowest.value)),
     }
     return _fact(name, [patient.evidence(gain.newest), patient.evidence(gain.lowest)], values)
 

@@ -18,7 +18,7 @@ from service.fhir.codes import CodeMatcher
 from service.fhir.dates import Moments, When, add_age, birth_date, first_day
 from service.fhir.definitions import Concept, ObservationDefinition, Statuses
 from service.fhir.model import Evidence
-from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, rounded
+from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, shown
 
 __all__ = [
     "ConditionRecord",
@@ -376,7 +376,7 @@ def _effective_otherwise(resource: _Resource, moments: Moments) -> When | None:
 
 
 def _number(value: Decimal) -> str:
-    """185 -> "185", 89.69184726596625 -> "89.7"."""
+    """185 -> "185", 89.69184726596625 -> "89.7", 24.96 -> "24.96" (``units.shown``)."""
     if value == value.to_integral_value():
         return str(value.to_integral_value())
-    return str(rounded(value))
+    return str(shown(value))

@@ -9,10 +9,10 @@ data in ``rules/facts.yaml``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal
 from functools import cache
 
-__all__ = ["UCUM_SYSTEM", "Unit", "known_unit", "quantity_unit_code", "rounded"]
+__all__ = ["UCUM_SYSTEM", "Unit", "known_unit", "quantity_unit_code", "rounded", "shown"]
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 
@@ -74,10 +74,24 @@ _CONTEXT = Context(prec=_PRECISION)  # built once: building a Context cost 0.5 u
 
 def rounded(value: Decimal, places: int = 1) -> Decimal:
     """``value`` rounded half up (27.95 -> 28.0), as a clinician rounds a reading."""
+    return _quantized(value, places, ROUND_HALF_UP)
+
+
+def shown(value: Decimal) -> Decimal:
+    """``value`` as a card shows it: ``rounded`` to one place, except that it is never rounded up
+    to a whole number it does not reach (24.96 -> 24.96, not 25.0). Thresholds are whole numbers
+    (BMI 25), and a card must not read "BMI 25.0, below the overweight threshold of 25"."""
+    result = rounded(value)
+    if result > value and result == result.to_integral_value():
+        return _quantized(value, 2, ROUND_DOWN)
+    return result
+
+
+def _quantized(value: Decimal, places: int, rounding: str) -> Decimal:
     # Enough precision for any magnitude: the default 28 digits fail on absurd values (1e308 kg).
     precision = value.adjusted() + places + 2
     context = _CONTEXT if precision <= _PRECISION else Context(prec=precision)
-    return value.quantize(_quantum(places), rounding=ROUND_HALF_UP, context=context)
+    return value.quantize(_quantum(places), rounding=rounding, context=context)
 
 
 @cache

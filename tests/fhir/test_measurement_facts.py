@@ -32,6 +32,13 @@ def days_ago(days: int) -> str:
 # --- BMI --------------------------------------------------------------------------------------
 
 
+def test_a_bmi_just_under_the_threshold_is_not_shown_as_the_threshold(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, bmi(24.96, "2024-02-23", resource_id="b1"))
+    fact = facts.facts["bmi"]
+    assert fact.values == {"bmi": 24.96, "source": "measured"} and not facts.holds("excess_weight")
+    assert fact.evidence[0].value == "24.96 kg/m2"
+
+
 def test_newest_measured_bmi(definitions: FactDefinitions) -> None:
     facts = facts_of(definitions, bmi(31.0, "2023-01-01"), bmi(27.9, "2024-02-23T12:01:49+00:00", resource_id="b2"))
     fact = facts.facts["bmi"]

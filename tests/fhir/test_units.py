@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from service.fhir.units import known_unit, quantity_unit_code, rounded
+from service.fhir.units import known_unit, quantity_unit_code, rounded, shown
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -54,3 +54,12 @@ def test_rounding_is_half_up_and_survives_absurd_values() -> None:
     assert rounded(Decimal("27.95")) == Decimal("28.0")
     assert rounded(Decimal("27.94")) == Decimal("27.9")
     assert rounded(Decimal("1e308")) == Decimal("1e308")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("27.94", "27.9"), ("27.96", "27.96"), ("27.86", "27.9"), ("25.04", "25.0"), ("24.96", "24.96"), ("24.996", "24.99"), ("1e308", "1e308")],
+)
+def test_shown_never_rounds_up_to_a_whole_number_it_does_not_reach(value: str, expected: str) -> None:
+    """A card must not read "BMI 25.0, below the overweight threshold of 25" (found by a review)."""
+    assert shown(Decimal(value)) == Decimal(expected)
