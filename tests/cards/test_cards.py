@@ -81,7 +81,8 @@ def test_suggestions_are_valid_r4_service_requests(all_cards: list[Card]) -> Non
     for card in with_suggestions:
         assert card.selectionBehavior in ("any", "at-most-one")
         for suggestion in card.suggestions or ():
-            assert suggestion.uuid and suggestion.isRecommended is True
+            # Recommended, but for the MRI: the article says only that imaging "may" be recommended.
+            assert suggestion.uuid and suggestion.isRecommended is (not suggestion.label.startswith("Order an MRI"))
             (action,) = suggestion.actions or ()
             assert action.type == "create" and action.description
             resource = action.resource or {}

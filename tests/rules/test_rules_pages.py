@@ -66,7 +66,7 @@ def test_rule_page_for_a_browser(client: TestClient) -> None:
     page = response.text
     assert page.startswith("<!DOCTYPE html>")
     assert "<h1>Back pain after an injury: doctor&#x27;s evaluation and imaging</h1>" in page
-    assert "version 1.0.0" in page
+    assert "version 1.0.1" in page
     assert "<h2>What it checks</h2>" in page and "<h2>Thresholds</h2>" in page
     assert "<code>post_injury_window_days</code></td><td>90</td>" in page
     assert "<blockquote>Anyone experiencing lower back pain after an injury should visit a doctor.</blockquote>" in page
