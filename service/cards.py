@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from decimal import Decimal
 from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -26,6 +27,7 @@ from service.engine.evaluate import Finding, ShownReason
 from service.engine.rules import Rule, SuggestionSpec
 from service.engine.templates import Template
 from service.fhir.model import Evidence
+from service.fhir.units import shown
 
 __all__ = ["SUMMARY_LIMIT", "CardBuilder", "format_value", "new_uuid"]
 
@@ -134,7 +136,9 @@ def format_value(value: str | int | float) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        # ``shown``: one place, or two where one would round up to a whole number the value does
+        # not reach (BMI 24.96, not 25.0). Facts hold values shown already; this is idempotent.
+        return str(shown(Decimal(repr(value))))
     return str(value)
 
 

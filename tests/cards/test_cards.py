@@ -9,7 +9,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from service.cards import SUMMARY_LIMIT, CardBuilder, new_uuid
+from service.cards import SUMMARY_LIMIT, CardBuilder, format_value, new_uuid
 from service.cdshooks.models import Card, CardsResponse
 from service.engine.evaluate import Finding, evaluate
 from service.fhir.model import Evidence, Fact
@@ -129,7 +129,7 @@ def test_summary_names_the_key_fact() -> None:
     assert _card("risk-factors", "back_complaint", "older_age", "excess_weight", "bmi").summary == (
         "Risk factors for back and knee pain: older age (64), excess weight (BMI 27.9)"
     )
-    assert _card("weight-management", "recent_weight_gain", "knee_complaint").summary.startswith("Weight up 6.2 %, knee problem:")
+    assert _card("weight-management", "recent_weight_gain", "knee_complaint").summary.startswith("Weight up 6.3 %, knee problem:")
     assert _card("knee-arthritis-care", "knee_arthritis", "knee_complaint", "excess_weight").summary.startswith(
         "Knee arthritis, overweight or obesity diagnosis:"
     )
@@ -138,7 +138,7 @@ def test_summary_names_the_key_fact() -> None:
 
 def test_detail_shows_values_dates_and_references() -> None:
     detail = _card("weight-management", "recent_weight_gain", "back_complaint").detail or ""
-    assert "Recent weight gain: 85.0 kg, 6.2 % above the lowest weight (80.0 kg) of the 365 days before." in detail
+    assert "Recent weight gain: 85.0 kg, 6.3 % above the lowest weight (80.0 kg) of the 365 days before." in detail
     assert "`Observation/w-new`: Body weight (LOINC 29463-7), 2024-05-01, 85 kg" in detail
     assert "`Condition/lbp`: Low back pain (SNOMED 279039007), 2024-04-01" in detail
     assert "(as of 2024-06-01)" in detail
@@ -202,3 +202,25 @@ def test_new_uuid_writes_random_version_4_uuids_as_uuid_does() -> None:
     for text in made:
         parsed = uuid.UUID(text)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+
+
+def test_a_bmi_just_under_the_threshold_reads_as_under_it_on_the_card() -> None:
+    """Found by a review: BMI 24.96 read "BMI 25.0, below the overweight threshold of 25"."""
+    from service.engine.catalogue import load_catalogue
+    from service.pipeline import evaluate_service
+    from tests.conftest import REPO_ROOT
+    from tests.fhir.builders import TODAY, bmi, condition, patient
+
+    resources = [patient(), condition("239873007"), bmi(24.96, "2024-02-23", resource_id="b1")]
+    evaluation = evaluate_service(
+        resources, catalogue=load_catalogue(REPO_ROOT / "rules"), service_id="back-knee-care-guidance",
+        patient_id="p1", today=TODAY, base_url="https://cds.example.org",
+    )
+    (card,) = [card for card in evaluation.cards if card.source.topic.code == "knee-arthritis-care"]  # type: ignore[union-attr]
+    assert "BMI 24.96, below the overweight threshold of 25." in (card.detail or "")
+    assert "25.0" not in (card.detail or "")
+
+
+@pytest.mark.parametrize(("value", "text"), [(27.9, "27.9"), (25.0, "25.0"), (24.96, "24.96"), (6.5, "6.5"), (62, "62")])
+def test_values_show_as_they_were_rounded(value: float, text: str) -> None:
+    assert format_value(value) == text
