@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -109,7 +110,9 @@ class AcceptedJtis:
 
     def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
-        self._accepted: dict[tuple[str, str], None] = {}
+        # OrderedDict: dropping the oldest is O(1); a dict's next(iter()) walks the holes left by
+        # earlier deletions (6 us to 6 ms an add once full, measured).
+        self._accepted: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._accepted)
@@ -119,5 +122,5 @@ class AcceptedJtis:
 
     def add(self, issuer: str, jti: str) -> None:
         while len(self._accepted) >= self.capacity:
-            del self._accepted[next(iter(self._accepted))]  # dicts keep insertion order: the oldest
+            self._accepted.popitem(last=False)  # the oldest
         self._accepted[(issuer, jti)] = None

@@ -144,6 +144,9 @@ def test_accepted_ids_are_bounded_forgetting_the_oldest_first() -> None:
         accepted.add(ISSUER, jti)
     assert len(accepted) == 3
     assert (ISSUER, "a") not in accepted and all((ISSUER, jti) in accepted for jti in ("b", "c", "d"))
+    for number in range(1_000):  # dropping the oldest stays cheap however many went before
+        accepted.add(ISSUER, f"more-{number}")
+    assert len(accepted) == 3 and (ISSUER, "more-999") in accepted
 
 
 async def test_ids_still_only_in_memory_at_shutdown_are_logged_as_not_written(
