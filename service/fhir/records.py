@@ -139,8 +139,11 @@ def read_condition(
 ) -> ConditionRecord:
     usable = not (_codes(resource.get("verificationStatus")) & statuses.condition_unusable_verification)
     clinical = resource.get("clinicalStatus")
-    # Absent, or coded active/recurrence/relapse (clinical-rules.md 1): a status given only as text is not absent.
-    clinically_active = clinical is None or bool(_codes(clinical) & statuses.condition_active_clinical)
+    codes = _codes(clinical)
+    # Absent, or coded active/recurrence/relapse (clinical-rules.md 1). A status given only as text
+    # is not absent; an empty one ({} or no codings) says nothing, as if absent.
+    stated = bool(codes) or (isinstance(clinical, _JSON_OBJECT) and bool(_string(clinical.get("text"))))
+    clinically_active = not stated or bool(codes & statuses.condition_active_clinical)
     resource_id = resource.get("id")
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,

@@ -104,6 +104,11 @@ def test_a_clinical_status_given_only_as_text_is_not_absent_so_not_active(defini
     assert not facts_of(definitions, said_in_words).holds("knee_arthritis")
 
 
+@pytest.mark.parametrize("empty", [{}, {"coding": []}, {"text": " "}])
+def test_an_empty_clinical_status_says_nothing_so_counts_as_absent(definitions: FactDefinitions, empty: dict[str, Any]) -> None:
+    assert facts_of(definitions, condition(KNEE_OA, clinical=None, clinicalStatus=empty)).holds("knee_arthritis")
+
+
 @pytest.mark.parametrize("clinical", ["inactive", "remission", "resolved"])
 def test_inactive_clinical_statuses_are_not_active_but_still_usable(definitions: FactDefinitions, clinical: str) -> None:
     facts = facts_of(definitions, condition(KNEE_OA, clinical=clinical), condition(ACL, clinical=clinical))
