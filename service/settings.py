@@ -63,9 +63,8 @@ class Settings(BaseSettings):
     def _absolute_url_without_trailing_slash(cls, value: str | None) -> str | None:
         if not value:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-            # Every JWT aud and card link is built from it: a typo would refuse every client.
+        # Every JWT aud and card link is built from it: a typo would refuse every client.
+        if not _is_base_url(value):
             raise ValueError(f"must be an absolute http(s) URL without query or fragment, such as https://cds.example.org; got {value!r}")
         return value.rstrip("/")
 
@@ -78,6 +77,18 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _is_base_url(value: str) -> bool:
+    """An http(s) URL with a host, a valid port if any, no whitespace, query or fragment."""
+    if any(character.isspace() for character in value):
+        return False
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not (parts.query or parts.fragment)
 
 
 def settings_from_env() -> Settings:
