@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.store.connection import Database
-from service.store.database import as_utc, clean_text, in_chunks, insert_or_skip, is_transient, reason_of
+from service.store.database import as_utc, clean_text, insert_or_skip, is_transient, reason_of
 from service.store.feedback import apply_late_feedback
 from service.store.records import InvocationRecord, PendingCard
 from service.store.suppressions import SuppressionPolicy
@@ -158,12 +158,16 @@ def write_invocations(
 
 def _not_yet_written(connection: sa.Connection, records: Sequence[InvocationRecord]) -> list[InvocationRecord]:
     """``records`` minus those already stored: a call is its service, hookInstance and the
-    microsecond it was received (an EHR's retry of a call is received later)."""
+    microsecond it was received (an EHR's retry of a call is received later).
+
+    Looked up by the batch's span of ``received_at`` (indexed; seconds wide), not by hookInstance
+    (not indexed: a scan that grows with the table, and past the statement timeout never ends)."""
     stored: set[tuple[str, str, datetime]] = set()
     columns = (_INVOCATION.c.service_id, _INVOCATION.c.hook_instance, _INVOCATION.c.received_at)
-    for chunk in in_chunks({clean_text(record.hook_instance) for record in records}):
-        for service_id, hook_instance, received_at in connection.execute(sa.select(*columns).where(_INVOCATION.c.hook_instance.in_(chunk))):
-            stored.add((service_id, hook_instance, as_utc(received_at)))
+    received = [as_utc(record.received_at) for record in records]
+    span = _INVOCATION.c.received_at.between(min(received), max(received))
+    for service_id, hook_instance, received_at in connection.execute(sa.select(*columns).where(span)):
+        stored.add((service_id, hook_instance, as_utc(received_at)))
     return [
         record
         for record in records
