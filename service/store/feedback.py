@@ -20,7 +20,7 @@ from service.store.records import FeedbackOutcome, FeedbackRecord, PendingCard
 from service.store.suppressions import SuppressionPolicy, insert_suppression, suppression_window
 from service.store.tables import CardIssued, Feedback
 
-__all__ = ["apply_late_feedback", "feedback_identity", "store_feedback"]
+__all__ = ["apply_late_feedback", "feedback_identity", "reconcile_late_feedback", "store_feedback"]
 
 _FEEDBACK = Feedback.__table__  # type: ignore[attr-defined]
 _CARD = CardIssued.__table__  # type: ignore[attr-defined]
@@ -79,20 +79,44 @@ def store_feedback(
     return outcomes
 
 
-def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCard], policy: SuppressionPolicy) -> None:
+def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCard], policy: SuppressionPolicy) -> int:
     """Feedback stored before ``cards`` were (it reached a replica whose queue did not hold them):
-    mark it about a known card now, and suppress as it would have on arrival."""
+    mark it about a known card now, and suppress as it would have on arrival. Returns how many.
+
+    Each item is taken over once, by whoever flips its ``known_card`` first (two replicas may try)."""
     late = sa.select(
         _FEEDBACK.c.id, _FEEDBACK.c.card_uuid, _FEEDBACK.c.outcome, _FEEDBACK.c.override_reason_code,
         _FEEDBACK.c.outcome_timestamp, _FEEDBACK.c.received_at,
     ).where(_FEEDBACK.c.known_card.is_(False))
+    taken = 0
     for chunk in in_chunks(cards):
         for feedback_id, uuid, outcome, reason_code, outcome_timestamp, received_at in connection.execute(
             late.where(_FEEDBACK.c.card_uuid.in_(chunk))
         ).all():
+            flipped = connection.execute(
+                sa.update(_FEEDBACK).where(_FEEDBACK.c.id == feedback_id, _FEEDBACK.c.known_card.is_(False)).values(known_card=True)
+            )
+            if flipped.rowcount != 1:
+                continue  # another replica took it over meanwhile
             card = cards[uuid]
-            connection.execute(sa.update(_FEEDBACK).where(_FEEDBACK.c.id == feedback_id).values(known_card=True))
             _suppress(connection, card, policy.days(card.rule_id, outcome, reason_code), outcome_timestamp, received_at, feedback_id)
+            taken += 1
+    return taken
+
+
+def reconcile_late_feedback(engine: Engine, policy: SuppressionPolicy, *, limit: int = 1_000) -> int:
+    """Feedback about an unknown card whose card has been stored since: what ``apply_late_feedback``
+    misses when the feedback and the card are committed at the same moment on two replicas (neither
+    transaction sees the other's row). Run now and then; returns how many items it took over."""
+    with engine.begin() as connection:
+        found = connection.execute(
+            sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash)
+            .join(_FEEDBACK, _FEEDBACK.c.card_uuid == _CARD.c.uuid)
+            .where(_FEEDBACK.c.known_card.is_(False))
+            .limit(limit)
+        ).all()
+        cards = {uuid: PendingCard(rule_id=rule_id, patient_hash=patient_hash) for uuid, rule_id, patient_hash in found}
+        return apply_late_feedback(connection, cards, policy) if cards else 0
 
 
 def _suppress(

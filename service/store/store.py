@@ -20,7 +20,7 @@ from service.store.audit import AuditQueue, AuditWriter
 from service.store.connection import Database
 from service.store.database import DEFAULT_CONNECT_TIMEOUT_SECONDS, is_transient, reason_of
 from service.store.errors import StoreUnavailable
-from service.store.feedback import store_feedback
+from service.store.feedback import reconcile_late_feedback, store_feedback
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, PendingCard
 from service.store.replay import AcceptedJtis, MemoryJtis, flush_to_database, prune_expired, remember_in_database
 from service.store.suppression_cache import SUPPRESSION_CACHE_SECONDS, SuppressionCache
@@ -31,6 +31,8 @@ __all__ = ["Store", "SUPPRESSION_READ_SECONDS"]
 log = logging.getLogger("service.store")
 
 _PRUNE_EVERY_SECONDS = 600.0
+# Late feedback missed by a race between two replicas' commits is taken over within this long.
+_RECONCILE_EVERY_SECONDS = 60.0
 # Hook calls read suppressions on the response path. A database that has gone silent (a network
 # partition: no error until libpq's tcp_user_timeout, 5 s) must not hold the chart that long;
 # after this the call goes on without suppressions, as when the database is known to be down.
@@ -69,7 +71,8 @@ class Store:
         )
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         # Feedback another replica stored before this one wrote the card: suppress as on arrival.
-        self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=late_feedback_policy)
+        self._late_feedback_policy = late_feedback_policy or SuppressionPolicy()
+        self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=self._late_feedback_policy)
         self._jtis = MemoryJtis()
         self._accepted_jtis = AcceptedJtis()
         self._suppressions = SuppressionCache(ttl_seconds=suppression_cache_seconds)
@@ -230,13 +233,24 @@ class Store:
             )
             self._warned_suppressions = True
 
+    async def reconcile_late_feedback(self) -> int:
+        """Take over feedback about cards stored since it arrived (see ``feedback.reconcile_late_feedback``)."""
+        taken = await self._database.run(reconcile_late_feedback, self._late_feedback_policy)
+        if taken:
+            self._suppressions.invalidate()
+            log.info("feedback about cards stored after it taken over", extra={"fields": {"items": taken}})
+        return taken
+
     async def _maintain(self) -> None:
-        """Write JWT ids remembered during an outage; prune expired ones now and then."""
-        last_prune = float("-inf")
+        """Write JWT ids remembered during an outage; take over late feedback and prune expired ids now and then."""
+        last_prune = last_reconcile = float("-inf")
         while True:
             await self._database.wait_usable()
             try:
                 await self._flush_jtis()
+                if time.monotonic() - last_reconcile >= _RECONCILE_EVERY_SECONDS:
+                    await self.reconcile_late_feedback()
+                    last_reconcile = time.monotonic()
                 if time.monotonic() - last_prune >= _PRUNE_EVERY_SECONDS:
                     pruned = await self.prune_expired_jtis()
                     last_prune = time.monotonic()

@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from service.store import FeedbackRecord, Store, StoreUnavailable, SuppressionPolicy, upgrade_database
+from service.store.database import make_engine
+from service.store.tables import CardIssued, Invocation
 from tests.store.helpers import AbsentDatabase, ScratchPostgres, card, eventually, invocation, rows
 
 PATIENT = "a" * 64
@@ -176,6 +179,44 @@ async def test_feedback_that_reached_another_replica_first_takes_effect_once_the
         assert await other.suppressed_rules(PATIENT, OVERRIDDEN_AT.date() + timedelta(days=1)) == expected
     finally:
         await other.close()
+
+
+async def test_feedback_committed_in_the_same_moment_as_its_card_is_taken_over_later(migrated_url: str) -> None:
+    """Two replicas' transactions, neither seeing the other's row: the card's writer found no late
+    feedback, and the feedback found no card. The store's maintenance takes it over afterwards."""
+    store = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=SuppressionPolicy(suppress_days=SUPPRESS_DAYS))
+    raced = card("weight-management")
+    await store.start()
+    try:
+        [outcome] = await store.save_feedback([overridden(raced.uuid)], suppress_days=SUPPRESS_DAYS)
+        assert not outcome.known_card
+        engine = make_engine(migrated_url)
+        try:  # the card as the other replica's writer committed it: its late-feedback check saw nothing yet
+            with engine.begin() as connection:
+                invocation_id = connection.execute(
+                    sa.insert(Invocation.__table__).returning(Invocation.__table__.c.id),  # type: ignore[attr-defined]
+                    {**_invocation_columns(), "patient_hash": PATIENT},
+                ).scalar_one()
+                connection.execute(sa.insert(CardIssued.__table__), {  # type: ignore[attr-defined]
+                    "uuid": raced.uuid, "invocation_id": invocation_id, "rule_id": raced.rule_id, "rule_version": "1.0.0",
+                    "indicator": "info", "evidence": [], "suggestion_uuids": [], "patient_hash": PATIENT,
+                })
+        finally:
+            engine.dispose()
+        await store.reconcile_late_feedback()  # as maintenance does (which may have got there first)
+        assert await store.reconcile_late_feedback() == 0  # taken over once only
+        assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == {"weight-management"}
+    finally:
+        await store.close()
+    assert [bool(row[0]) for row in rows(migrated_url, "SELECT known_card FROM feedback WHERE card_uuid = :u", u=raced.uuid)] == [True]
+    assert rows(migrated_url, "SELECT count(*) FROM suppression") == [(1,)]
+
+
+def _invocation_columns() -> dict[str, object]:
+    return {
+        "service_id": "back-knee-care-guidance", "hook": "patient-view", "hook_instance": "raced", "status": 200,
+        "duration_ms": 1.0, "catalogue_version": "1.0.1", "received_at": OVERRIDDEN_AT, "skipped_resources": [],
+    }
 
 
 @pytest.mark.parametrize("reason", ["already-addressed", "patient-declined"])
