@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from pydantic import ValidationError
@@ -203,8 +203,15 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors one line like every other bad input (interface.md section 2), not usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="back-knee-cds", description="CDS Hooks 2.0 service for back and knee pain.")
+    parser = _Parser(prog="back-knee-cds", description="CDS Hooks 2.0 service for back and knee pain.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")

@@ -82,3 +82,18 @@ def test_an_unusable_patient_key_stops_the_start_with_one_line(
         (tmp_path / "a-file").write_text("")  # a file where the key's directory should be
     with pytest.raises(ConfigError, match=expected):
         create_app(make_settings(patient_key=key, patient_key_file=key_file))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "--port", "abc"], "error: back-knee-cds serve: argument --port: invalid int value: 'abc'"),
+        (["evaluate", "x.json", "--format", "xml"], "error: back-knee-cds evaluate: argument --format: invalid choice: 'xml'"),
+        (["frobnicate"], "error: back-knee-cds: argument command: invalid choice: 'frobnicate'"),
+    ],
+)
+def test_argument_errors_are_one_line_too(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, *argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(expected) and err.count("\n") == 1
