@@ -257,6 +257,24 @@ def _load_services(path: Path) -> dict[str, ServiceDefinition]:
     return services
 
 
+_SENTENCE_ENDS = (".", "!", "?")
+_BEFORE_A_SENTENCE = (".", "!", "?", ":", "\u2022")  # and the start of a line
+
+
+def _whole_sentence_of(citation: str, article: str) -> bool:
+    """True when ``citation`` ends a sentence and, somewhere in ``article``, starts one: after a
+    sentence's end, a colon, a bullet or a line break."""
+    if not citation.rstrip().endswith(_SENTENCE_ENDS):
+        return False
+    at = article.find(citation)
+    while at >= 0:
+        before = article[:at].rstrip(" \t")
+        if not before or before.endswith("\n") or before.endswith(_BEFORE_A_SENTENCE):
+            return True
+        at = article.find(citation, at + 1)
+    return False
+
+
 def _load_article(path: Path, *, catalogue_path: Path) -> str:
     """The article text; leading ``#`` lines are provenance, not article."""
     try:
@@ -369,6 +387,8 @@ def _load_rule(path: Path, *, services: Mapping[str, ServiceDefinition], facts: 
     for index, citation in enumerate(spec.citations):
         if citation not in article:
             raise fail(f"citations[{index}]", f"not found word for word in the article: {citation[:60]!r}")
+        if not _whole_sentence_of(citation, article):
+            raise fail(f"citations[{index}]", f"not a whole sentence of the article (a card quotes it as one): {citation[:60]!r}")
     if len(set(spec.citations)) != len(spec.citations):
         raise fail("citations", "a citation is listed twice")
 

@@ -74,6 +74,8 @@ def test_shipped_catalogue_loads() -> None:
         (lambda d: d["card"]["reasons"][0].update(fact="weight"), "field 'card.reasons[0].fact': unknown fact 'weight'"),
         (lambda d: d["card"]["reasons"][0].update(when="older_age"), "field 'card.reasons[0].when': must involve the reason's own fact"),
         (lambda d: d["citations"].append("Weight loss cures everything."), "field 'citations[3]': not found word for word in the article"),
+        (lambda d: d["citations"].append("knee pain"), "field 'citations[3]': not a whole sentence of the article"),
+        (lambda d: d["citations"].append("alleviate knee pain for individuals who are overweight or have obesity."), "field 'citations[3]': not a whole sentence"),
         (lambda d: d.update(citations=[]), "field 'citations'"),
         (lambda d: d.pop("selection_behavior"), "selection_behavior is required"),
         (lambda d: d["suggestions"][0]["request"].update(intent="wish"), "field 'suggestions[0].request.intent'"),
