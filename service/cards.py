@@ -11,6 +11,7 @@ display text cannot inject links or HTML into a clinician's screen.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -136,6 +137,8 @@ def format_value(value: str | int | float) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
+        if not math.isfinite(value):  # an absurd reading (1e300 kg) computes an infinite BMI: shown as such, never a 500
+            return str(value)
         # ``shown``: one place, or two where one would round up to a whole number the value does
         # not reach (BMI 24.96, not 25.0). Facts hold values shown already; this is idempotent.
         return str(shown(Decimal(repr(value))))

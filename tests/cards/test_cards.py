@@ -221,6 +221,9 @@ def test_a_bmi_just_under_the_threshold_reads_as_under_it_on_the_card() -> None:
     assert "25.0" not in (card.detail or "")
 
 
-@pytest.mark.parametrize(("value", "text"), [(27.9, "27.9"), (25.0, "25.0"), (24.96, "24.96"), (6.5, "6.5"), (62, "62")])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(27.9, "27.9"), (25.0, "25.0"), (24.96, "24.96"), (6.5, "6.5"), (62, "62"), (float("inf"), "inf"), (float("nan"), "nan")],
+)
 def test_values_show_as_they_were_rounded(value: float, text: str) -> None:
     assert format_value(value) == text
