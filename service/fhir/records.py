@@ -49,6 +49,18 @@ def _string(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _states_anything(codeable: object) -> bool:
+    """A CodeableConcept (JSON) with text, or with a coding that has a code or a display."""
+    if not isinstance(codeable, _JSON_OBJECT):
+        return False
+    if _string(codeable.get("text")):
+        return True
+    codings = codeable.get("coding")
+    return isinstance(codings, list) and any(
+        isinstance(coding, _JSON_OBJECT) and (_string(coding.get("code")) or _string(coding.get("display"))) for coding in codings
+    )
+
+
 def _codes(codeable: object) -> set[str]:
     """The codes of a CodeableConcept (JSON), whatever their system."""
     if not isinstance(codeable, _JSON_OBJECT):
@@ -139,11 +151,10 @@ def read_condition(
 ) -> ConditionRecord:
     usable = not (_codes(resource.get("verificationStatus")) & statuses.condition_unusable_verification)
     clinical = resource.get("clinicalStatus")
-    codes = _codes(clinical)
-    # Absent, or coded active/recurrence/relapse (clinical-rules.md 1). A status given only as text
-    # is not absent; an empty one ({} or no codings) says nothing, as if absent.
-    stated = bool(codes) or (isinstance(clinical, _JSON_OBJECT) and bool(_string(clinical.get("text"))))
-    clinically_active = not stated or bool(codes & statuses.condition_active_clinical)
+    # Absent, or coded active/recurrence/relapse (clinical-rules.md 1). A status given any other
+    # way (only as text, or a coding with only a display) is not absent; an empty one ({} or no
+    # codings) says nothing, as if absent.
+    clinically_active = not _states_anything(clinical) or bool(_codes(clinical) & statuses.condition_active_clinical)
     resource_id = resource.get("id")
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from service.fhir import FactDefinitions
+from tests.fhir.builders import CLINICAL as CLINICAL_SYSTEM
 from tests.fhir.builders import ICD, SNOMED, condition, facts_of, holding, patient
 
 KNEE_OA = "239873007"
@@ -100,8 +101,8 @@ def test_active_clinical_statuses(definitions: FactDefinitions, clinical: str | 
 
 def test_a_clinical_status_given_only_as_text_is_not_absent_so_not_active(definitions: FactDefinitions) -> None:
     """clinical-rules.md 1: active means clinicalStatus absent or coded active/recurrence/relapse."""
-    said_in_words = condition(KNEE_OA, clinical=None, clinicalStatus={"text": "resolved"})
-    assert not facts_of(definitions, said_in_words).holds("knee_arthritis")
+    for said_in_words in ({"text": "resolved"}, {"coding": [{"system": CLINICAL_SYSTEM, "display": "Resolved"}]}, {"coding": [{"display": "Resolved"}]}):
+        assert not facts_of(definitions, condition(KNEE_OA, clinical=None, clinicalStatus=said_in_words)).holds("knee_arthritis")
 
 
 @pytest.mark.parametrize("empty", [{}, {"coding": []}, {"text": " "}])
