@@ -104,19 +104,32 @@ def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCa
     return taken
 
 
-def reconcile_late_feedback(engine: Engine, policy: SuppressionPolicy, *, limit: int = 1_000) -> int:
+# Feedback rows a first reconcile looks back over: it knows no earlier run's watermark.
+_FIRST_LOOKBACK_ROWS = 10_000
+
+
+def reconcile_late_feedback(
+    engine: Engine, policy: SuppressionPolicy, *, after_id: int | None, limit: int = 1_000
+) -> tuple[int, int]:
     """Feedback about an unknown card whose card has been stored since: what ``apply_late_feedback``
     misses when the feedback and the card are committed at the same moment on two replicas (neither
-    transaction sees the other's row). Run now and then; returns how many items it took over."""
+    transaction sees the other's row).
+
+    Only feedback with an id above ``after_id`` (None: the last ``_FIRST_LOOKBACK_ROWS``) is read,
+    an index range on the primary key: feedback about cards never stored (lost records, made-up
+    uuids) piles up for ever, and a scan of all of it grew past the statement timeout. Returns how
+    many items it took over, and the newest feedback id there was, for the caller's watermark."""
     with engine.begin() as connection:
+        newest = connection.execute(sa.select(sa.func.max(_FEEDBACK.c.id))).scalar_one_or_none() or 0
+        start = after_id if after_id is not None else newest - _FIRST_LOOKBACK_ROWS
         found = connection.execute(
             sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash)
             .join(_FEEDBACK, _FEEDBACK.c.card_uuid == _CARD.c.uuid)
-            .where(_FEEDBACK.c.known_card.is_(False))
+            .where(_FEEDBACK.c.id > start, _FEEDBACK.c.known_card.is_(False))
             .limit(limit)
         ).all()
         cards = {uuid: PendingCard(rule_id=rule_id, patient_hash=patient_hash) for uuid, rule_id, patient_hash in found}
-        return apply_late_feedback(connection, cards, policy) if cards else 0
+        return (apply_late_feedback(connection, cards, policy) if cards else 0), newest
 
 
 def _suppress(

@@ -9,9 +9,10 @@ Feedback is the exception by design: it is acknowledged only once committed, and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
@@ -72,6 +73,8 @@ class Store:
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         # Feedback another replica stored before this one wrote the card: suppress as on arrival.
         self._late_feedback_policy = late_feedback_policy or SuppressionPolicy()
+        self._reconcile_after: int | None = None  # feedback ids up to this were read twice already
+        self._reconcile_seen: int | None = None
         self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=self._late_feedback_policy)
         self._jtis = MemoryJtis()
         self._accepted_jtis = AcceptedJtis()
@@ -234,31 +237,45 @@ class Store:
             self._warned_suppressions = True
 
     async def reconcile_late_feedback(self) -> int:
-        """Take over feedback about cards stored since it arrived (see ``feedback.reconcile_late_feedback``)."""
-        taken = await self._database.run(reconcile_late_feedback, self._late_feedback_policy)
+        """Take over feedback about cards stored since it arrived (see ``feedback.reconcile_late_feedback``).
+
+        Each run reads the feedback newer than what the run *before* the last had seen: an id
+        taken before a run but committed after it is still read once more."""
+        taken, newest = await self._database.run(
+            functools.partial(reconcile_late_feedback, after_id=self._reconcile_after), self._late_feedback_policy
+        )
+        self._reconcile_after, self._reconcile_seen = self._reconcile_seen, newest
         if taken:
             self._suppressions.invalidate()
             log.info("feedback about cards stored after it taken over", extra={"fields": {"items": taken}})
         return taken
 
     async def _maintain(self) -> None:
-        """Write JWT ids remembered during an outage; take over late feedback and prune expired ids now and then."""
+        """Write JWT ids remembered during an outage; take over late feedback and prune expired ids
+        now and then. Each task is timed and fails on its own: one that keeps failing (a statement
+        timeout) neither starves the others nor runs back to back."""
         last_prune = last_reconcile = float("-inf")
         while True:
             await self._database.wait_usable()
-            try:
-                await self._flush_jtis()
-                if time.monotonic() - last_reconcile >= _RECONCILE_EVERY_SECONDS:
-                    await self.reconcile_late_feedback()
-                    last_reconcile = time.monotonic()
-                if time.monotonic() - last_prune >= _PRUNE_EVERY_SECONDS:
-                    pruned = await self.prune_expired_jtis()
-                    last_prune = time.monotonic()
-                    if pruned:
-                        log.info("expired JWT ids pruned", extra={"fields": {"rows": pruned}})
-            except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
-                log.warning("store maintenance failed; will retry", extra={"fields": {"reason": reason_of(exc)}})
+            await self._maintenance_task(self._flush_jtis)
+            if time.monotonic() - last_reconcile >= _RECONCILE_EVERY_SECONDS:
+                last_reconcile = time.monotonic()
+                await self._maintenance_task(self.reconcile_late_feedback)
+            if time.monotonic() - last_prune >= _PRUNE_EVERY_SECONDS:
+                last_prune = time.monotonic()
+                await self._maintenance_task(self._prune_and_log)
             await asyncio.sleep(max(self._retry_seconds, 1.0))
+
+    async def _maintenance_task(self, task: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await task()
+        except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
+            log.warning("store maintenance failed; will retry", extra={"fields": {"task": task.__name__, "reason": reason_of(exc)}})
+
+    async def _prune_and_log(self) -> None:
+        pruned = await self.prune_expired_jtis()
+        if pruned:
+            log.info("expired JWT ids pruned", extra={"fields": {"rows": pruned}})
 
 
 def _store_feedback(

@@ -190,19 +190,7 @@ async def test_feedback_committed_in_the_same_moment_as_its_card_is_taken_over_l
     try:
         [outcome] = await store.save_feedback([overridden(raced.uuid)], suppress_days=SUPPRESS_DAYS)
         assert not outcome.known_card
-        engine = make_engine(migrated_url)
-        try:  # the card as the other replica's writer committed it: its late-feedback check saw nothing yet
-            with engine.begin() as connection:
-                invocation_id = connection.execute(
-                    sa.insert(Invocation.__table__).returning(Invocation.__table__.c.id),  # type: ignore[attr-defined]
-                    {**_invocation_columns(), "patient_hash": PATIENT},
-                ).scalar_one()
-                connection.execute(sa.insert(CardIssued.__table__), {  # type: ignore[attr-defined]
-                    "uuid": raced.uuid, "invocation_id": invocation_id, "rule_id": raced.rule_id, "rule_version": "1.0.0",
-                    "indicator": "info", "evidence": [], "suggestion_uuids": [], "patient_hash": PATIENT,
-                })
-        finally:
-            engine.dispose()
+        _store_card_as_another_replica(migrated_url, raced.uuid)
         await store.reconcile_late_feedback()  # as maintenance does (which may have got there first)
         assert await store.reconcile_late_feedback() == 0  # taken over once only
         assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == {"weight-management"}
@@ -212,11 +200,43 @@ async def test_feedback_committed_in_the_same_moment_as_its_card_is_taken_over_l
     assert rows(migrated_url, "SELECT count(*) FROM suppression") == [(1,)]
 
 
-def _invocation_columns() -> dict[str, object]:
-    return {
-        "service_id": "back-knee-care-guidance", "hook": "patient-view", "hook_instance": "raced", "status": 200,
-        "duration_ms": 1.0, "catalogue_version": "1.0.1", "received_at": OVERRIDDEN_AT, "skipped_resources": [],
-    }
+async def test_reconciling_reads_only_feedback_newer_than_two_runs_ago(migrated_url: str) -> None:
+    """The scan is an id range, so it does not grow with feedback about cards never stored."""
+    store = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=SuppressionPolicy(suppress_days=SUPPRESS_DAYS))
+    old, recent = card("weight-management"), card("weight-management")
+    try:  # not started: only these calls reconcile
+        await store.save_feedback([overridden(old.uuid)], suppress_days=SUPPRESS_DAYS)
+        await store.reconcile_late_feedback()
+        await store.reconcile_late_feedback()  # the watermark is now past the old item
+        await store.save_feedback([overridden(recent.uuid)], suppress_days=SUPPRESS_DAYS)
+        _store_card_as_another_replica(migrated_url, old.uuid)
+        _store_card_as_another_replica(migrated_url, recent.uuid)
+        assert await store.reconcile_late_feedback() == 1
+    finally:
+        await store.close()
+    known = rows(migrated_url, "SELECT card_uuid, known_card FROM feedback")
+    assert {uuid: bool(flag) for uuid, flag in known} == {old.uuid: False, recent.uuid: True}
+
+
+def _store_card_as_another_replica(url: str, card_uuid: str) -> None:
+    """The card as another replica's audit writer commits it, its late-feedback check having seen nothing."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            invocation_id = connection.execute(
+                sa.insert(Invocation.__table__).returning(Invocation.__table__.c.id),  # type: ignore[attr-defined]
+                {
+                    "service_id": "back-knee-care-guidance", "hook": "patient-view", "hook_instance": f"raced-{card_uuid}",
+                    "patient_hash": PATIENT, "status": 200, "duration_ms": 1.0, "catalogue_version": "1.0.1",
+                    "received_at": OVERRIDDEN_AT, "skipped_resources": [],
+                },
+            ).scalar_one()
+            connection.execute(sa.insert(CardIssued.__table__), {  # type: ignore[attr-defined]
+                "uuid": card_uuid, "invocation_id": invocation_id, "rule_id": "weight-management", "rule_version": "1.0.0",
+                "indicator": "info", "evidence": [], "suggestion_uuids": [], "patient_hash": PATIENT,
+            })
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("reason", ["already-addressed", "patient-declined"])
