@@ -80,15 +80,17 @@ class Settings(BaseSettings):
 
 
 def _is_base_url(value: str) -> bool:
-    """An http(s) URL with a host, a valid port if any, no whitespace, query or fragment."""
-    if any(character.isspace() for character in value):
+    """An http(s) URL with a host, a valid port if any, no whitespace, query or fragment (not even empty)."""
+    if any(character.isspace() for character in value) or "?" in value or "#" in value:
         return False
     parts = urlsplit(value)
     try:
-        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        port = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not (parts.query or parts.fragment)
+    if port == 0 or parts.netloc.endswith(":"):
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def settings_from_env() -> Settings:

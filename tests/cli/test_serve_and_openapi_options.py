@@ -50,6 +50,10 @@ def test_openapi_under_a_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
         ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org:99999"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
         ({"CDS_PUBLIC_BASE_URL": "https://:443"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
         ({"CDS_PUBLIC_BASE_URL": "https://cds example.org"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
+        ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org:"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
+        ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org:0"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
+        ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org?"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
+        ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org/#"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
         ({"CDS_CORS_ORIGINS": "*", "CDS_AUTH": "jwt"}, "error: configuration: CDS_CORS_ORIGINS='*' needs CDS_AUTH=off"),
     ],
 )
