@@ -104,18 +104,17 @@ class PatientRecord:
     resource_id: str | None
     birth_date: date | None  # a partial birth date is its last possible day
     birth_date_text: str | None  # as written: "1970", "1970-05-01"
-    deceased: bool
 
 
 def read_patient(resource: _Resource) -> PatientRecord:
-    """Birth date and deceased. Absent or masked birth date (``_birthDate`` only) -> unknown."""
+    """Birth date. Absent or masked birth date (``_birthDate`` only) -> unknown. Deceased is read
+    by ``says_deceased``, from the Patient whether or not it is valid."""
     birth_text = _string(resource.get("birthDate"))
     resource_id = resource.get("id")
     return PatientRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,
         birth_date=birth_date(birth_text),
         birth_date_text=birth_text,
-        deceased=says_deceased(resource),
     )
 
 
@@ -151,10 +150,11 @@ def read_condition(
 ) -> ConditionRecord:
     usable = not (_codes(resource.get("verificationStatus")) & statuses.condition_unusable_verification)
     clinical = resource.get("clinicalStatus")
+    codes = _codes(clinical)
     # Absent, or coded active/recurrence/relapse (clinical-rules.md 1). A status given any other
     # way (only as text, or a coding with only a display) is not absent; an empty one ({} or no
-    # codings) says nothing, as if absent.
-    clinically_active = not _states_anything(clinical) or bool(_codes(clinical) & statuses.condition_active_clinical)
+    # codings) says nothing, as if absent. The usual coded status is decided by its codes alone.
+    clinically_active = bool(codes & statuses.condition_active_clinical) if codes else not _states_anything(clinical)
     resource_id = resource.get("id")
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,
