@@ -16,8 +16,8 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
