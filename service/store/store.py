@@ -70,6 +70,7 @@ class Store:
             migrate_on_start=migrate_on_start,
             connect_timeout_seconds=connect_timeout_seconds,
         )
+        self._feedback_timeout_seconds = connect_timeout_seconds
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         # Feedback another replica stored before this one wrote the card: suppress as on arrival.
         self._late_feedback_policy = late_feedback_policy or SuppressionPolicy()
@@ -148,13 +149,21 @@ class Store:
             if card is not None:
                 pending[record.card_uuid] = card
         try:
-            return await self._database.run(
-                _store_feedback,
-                records,
-                pending,
-                SuppressionPolicy(suppress_days=suppress_days, suppressing_reasons=frozenset(suppressing_reasons)),
-                received_at or datetime.now(UTC),
+            # Bounded like a connect: an idle pooled connection's pre-ping into a silent partition
+            # (bytes acknowledged, no answer) waits on no TCP timeout. A 503 whose commit lands
+            # later is safe: the client's retry is the same item, stored once.
+            return await asyncio.wait_for(
+                self._database.run(
+                    _store_feedback,
+                    records,
+                    pending,
+                    SuppressionPolicy(suppress_days=suppress_days, suppressing_reasons=frozenset(suppressing_reasons)),
+                    received_at or datetime.now(UTC),
+                ),
+                self._feedback_timeout_seconds,
             )
+        except TimeoutError:
+            raise StoreUnavailable(f"feedback not stored: the database did not answer within {self._feedback_timeout_seconds:g} s") from None
         except sa.exc.SQLAlchemyError as exc:
             if not is_transient(exc):
                 log.error("feedback could not be stored", extra={"fields": {"reason": reason_of(exc)}})
