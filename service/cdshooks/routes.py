@@ -164,8 +164,6 @@ async def feedback(service_id: str, request: Request, state: State) -> Response:
     try:
         outcomes = await state.store.save_feedback(
             records,
-            suppress_days=state.catalogue.suppress_days,
-            suppressing_reasons=state.catalogue.suppressing_reasons,
             received_at=state.clock(),
         )
     except StoreUnavailable as exc:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from service.store.feedback import reconcile_late_feedback, store_feedback
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, PendingCard
 from service.store.replay import AcceptedJtis, MemoryJtis, flush_to_database, prune_expired, remember_in_database
 from service.store.suppression_cache import SUPPRESSION_CACHE_SECONDS, SuppressionCache
-from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, SuppressionPolicy, active_suppressions
+from service.store.suppressions import SuppressionPolicy, active_suppressions
 
 __all__ = ["Store", "SUPPRESSION_READ_SECONDS"]
 
@@ -59,7 +59,7 @@ class Store:
         close_timeout_seconds: float = 5.0,
         connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
         suppression_cache_seconds: float = SUPPRESSION_CACHE_SECONDS,
-        late_feedback_policy: SuppressionPolicy | None = None,
+        suppression_policy: SuppressionPolicy | None = None,
     ) -> None:
         self.database_url = database_url
         self._retry_seconds = retry_seconds
@@ -72,11 +72,12 @@ class Store:
         )
         self._feedback_timeout_seconds = connect_timeout_seconds
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
-        # Feedback another replica stored before this one wrote the card: suppress as on arrival.
-        self._late_feedback_policy = late_feedback_policy or SuppressionPolicy()
+        # What feedback suppresses (the catalogue's): on arrival, and when feedback stored before its
+        # card's audit record (by another replica, or during an outage) meets the card.
+        self._suppression_policy = suppression_policy or SuppressionPolicy()
         self._reconcile_after: int | None = None  # feedback ids up to this were read twice already
         self._reconcile_seen: int | None = None
-        self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=self._late_feedback_policy)
+        self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=self._suppression_policy)
         self._jtis = MemoryJtis()
         self._accepted_jtis = AcceptedJtis()
         self._suppressions = SuppressionCache(ttl_seconds=suppression_cache_seconds)
@@ -134,8 +135,6 @@ class Store:
         self,
         records: Sequence[FeedbackRecord],
         *,
-        suppress_days: Mapping[str, int],
-        suppressing_reasons: Collection[str] = DEFAULT_SUPPRESSING_REASONS,
         received_at: datetime | None = None,
     ) -> list[FeedbackOutcome]:
         """Store every item in one transaction; returns once committed, else raises ``StoreUnavailable``.
@@ -157,7 +156,7 @@ class Store:
                     _store_feedback,
                     records,
                     pending,
-                    SuppressionPolicy(suppress_days=suppress_days, suppressing_reasons=frozenset(suppressing_reasons)),
+                    self._suppression_policy,
                     received_at or datetime.now(UTC),
                 ),
                 self._feedback_timeout_seconds,
@@ -251,7 +250,7 @@ class Store:
         Each run reads the feedback newer than what the run *before* the last had seen: an id
         taken before a run but committed after it is still read once more."""
         taken, newest = await self._database.run(
-            functools.partial(reconcile_late_feedback, after_id=self._reconcile_after), self._late_feedback_policy
+            functools.partial(reconcile_late_feedback, after_id=self._reconcile_after), self._suppression_policy
         )
         self._reconcile_after, self._reconcile_seen = self._reconcile_seen, newest
         if taken:

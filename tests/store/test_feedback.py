@@ -17,6 +17,12 @@ PATIENT = "a" * 64
 OTHER_PATIENT = "b" * 64
 OVERRIDDEN_AT = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
 SUPPRESS_DAYS = {"weight-management": 90, "sciatica-guidance": 30}
+POLICY = SuppressionPolicy(suppress_days=SUPPRESS_DAYS)
+
+
+def feedback_store(url: str, **options: object) -> Store:
+    """A store whose feedback suppresses as a catalogue with ``SUPPRESS_DAYS`` says."""
+    return Store(url, retry_seconds=0.05, suppression_policy=POLICY, **options)  # type: ignore[arg-type]
 
 
 def overridden(card_uuid: str, reason: str = "already-addressed", **changes: object) -> FeedbackRecord:
@@ -45,7 +51,7 @@ def accepted(card_uuid: str, *suggestions: str) -> FeedbackRecord:
 
 @pytest.fixture
 async def store(migrated_url: str) -> AsyncIterator[Store]:
-    store = Store(migrated_url, retry_seconds=0.05)
+    store = feedback_store(migrated_url)
     await store.start()
     try:
         yield store
@@ -63,7 +69,7 @@ async def issued(store: Store, rule_id: str = "weight-management", patient_hash:
 
 async def test_feedback_on_a_known_card_is_stored_with_every_field(store: Store, migrated_url: str) -> None:
     uuid = await issued(store)
-    [outcome] = await store.save_feedback([accepted(uuid, "s-2", "s-1")], suppress_days=SUPPRESS_DAYS)
+    [outcome] = await store.save_feedback([accepted(uuid, "s-2", "s-1")])
     assert (outcome.card_uuid, outcome.known_card, outcome.duplicate, outcome.suppressed_rule) == (uuid, True, False, None)
     [row] = rows(migrated_url, "SELECT * FROM feedback")
     assert (row.card_uuid, row.service_id, row.outcome, row.known_card) == (uuid, "back-knee-care-guidance", "accepted", True)
@@ -74,7 +80,7 @@ async def test_feedback_on_a_known_card_is_stored_with_every_field(store: Store,
 
 async def test_overridden_fields_are_stored(store: Store, migrated_url: str) -> None:
     uuid = await issued(store)
-    await store.save_feedback([overridden(uuid, "not-relevant")], suppress_days=SUPPRESS_DAYS)
+    await store.save_feedback([overridden(uuid, "not-relevant")])
     [row] = rows(migrated_url, "SELECT * FROM feedback")
     assert (row.override_reason_code, row.override_reason_system, row.user_comment) == (
         "not-relevant",
@@ -86,8 +92,8 @@ async def test_overridden_fields_are_stored(store: Store, migrated_url: str) -> 
 async def test_the_same_item_sent_again_is_stored_once(store: Store, migrated_url: str) -> None:
     uuid = await issued(store)
     item = overridden(uuid)
-    first = await store.save_feedback([item], suppress_days=SUPPRESS_DAYS)
-    again = await store.save_feedback([item, item], suppress_days=SUPPRESS_DAYS)
+    first = await store.save_feedback([item])
+    again = await store.save_feedback([item, item])
     assert [o.duplicate for o in first] == [False]
     assert [o.duplicate for o in again] == [True, True]
     assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(1,)]
@@ -96,15 +102,15 @@ async def test_the_same_item_sent_again_is_stored_once(store: Store, migrated_ur
 
 async def test_a_repeat_within_one_request_is_stored_once(store: Store, migrated_url: str) -> None:
     uuid = await issued(store)
-    outcomes = await store.save_feedback([accepted(uuid, "s-1"), accepted(uuid, "s-1")], suppress_days=SUPPRESS_DAYS)
+    outcomes = await store.save_feedback([accepted(uuid, "s-1"), accepted(uuid, "s-1")])
     assert [o.duplicate for o in outcomes] == [False, True]
     assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(1,)]
 
 
 async def test_suggestion_order_does_not_make_a_new_item(store: Store, migrated_url: str) -> None:
     uuid = await issued(store)
-    await store.save_feedback([accepted(uuid, "s-1", "s-2")], suppress_days=SUPPRESS_DAYS)
-    [outcome] = await store.save_feedback([accepted(uuid, "s-2", "s-1")], suppress_days=SUPPRESS_DAYS)
+    await store.save_feedback([accepted(uuid, "s-1", "s-2")])
+    [outcome] = await store.save_feedback([accepted(uuid, "s-2", "s-1")])
     assert outcome.duplicate
 
 
@@ -117,21 +123,21 @@ async def test_items_that_differ_are_each_stored(store: Store, migrated_url: str
         overridden(uuid, "patient-declined"),
         accepted(uuid, "s-1"),
     ]
-    outcomes = await store.save_feedback(items, suppress_days=SUPPRESS_DAYS)
+    outcomes = await store.save_feedback(items)
     assert not any(o.duplicate for o in outcomes)
     assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(5,)]
 
 
 async def test_the_same_instant_in_another_offset_is_the_same_item(store: Store) -> None:
     uuid = await issued(store)
-    await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    await store.save_feedback([overridden(uuid)])
     shifted = OVERRIDDEN_AT.astimezone(timezone(timedelta(hours=-5)))
-    [outcome] = await store.save_feedback([overridden(uuid, outcome_timestamp=shifted)], suppress_days=SUPPRESS_DAYS)
+    [outcome] = await store.save_feedback([overridden(uuid, outcome_timestamp=shifted)])
     assert outcome.duplicate
 
 
 async def test_feedback_on_an_unknown_card_is_stored_and_flagged(store: Store, migrated_url: str) -> None:
-    [outcome] = await store.save_feedback([overridden("no-such-card")], suppress_days=SUPPRESS_DAYS)
+    [outcome] = await store.save_feedback([overridden("no-such-card")])
     assert (outcome.known_card, outcome.duplicate, outcome.suppressed_rule) == (False, False, None)
     assert rows(migrated_url, "SELECT card_uuid, known_card FROM feedback") == [("no-such-card", False)]
     assert rows(migrated_url, "SELECT count(*) FROM suppression") == [(0,)]
@@ -139,11 +145,11 @@ async def test_feedback_on_an_unknown_card_is_stored_and_flagged(store: Store, m
 
 async def test_feedback_finds_a_card_whose_audit_record_is_still_queued(migrated_url: str) -> None:
     """Feedback can outrun the audit writer: the card is looked up in the queue too."""
-    store = Store(migrated_url, retry_seconds=0.05)  # not started: its writer has not run yet
+    store = feedback_store(migrated_url)  # not started: its writer has not run yet
     queued = card("weight-management")
     store.record_invocation(invocation(patient_hash=PATIENT, cards=(queued,)))
     try:
-        [outcome] = await store.save_feedback([overridden(queued.uuid)], suppress_days=SUPPRESS_DAYS)
+        [outcome] = await store.save_feedback([overridden(queued.uuid)])
         assert outcome.known_card and outcome.suppressed_rule == "weight-management"
         await store.start()
         await eventually(lambda: store.audit_backlog == 0)
@@ -159,14 +165,13 @@ async def test_feedback_that_reached_another_replica_first_takes_effect_once_the
 ) -> None:
     """After an outage, one replica may still hold a card in its queue while the EHR's feedback on
     it reaches another: stored as about an unknown card, it is caught up when the card is written."""
-    policy = SuppressionPolicy(suppress_days=SUPPRESS_DAYS)
-    holding = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=policy)  # not started: its card waits
-    other = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=policy)
+    holding = feedback_store(migrated_url)  # not started: its card waits
+    other = feedback_store(migrated_url)
     late = card("weight-management")
     holding.record_invocation(invocation(patient_hash=PATIENT, cards=(late,)))
     await other.start()
     try:
-        [outcome] = await other.save_feedback([overridden(late.uuid, reason)], suppress_days=SUPPRESS_DAYS)
+        [outcome] = await other.save_feedback([overridden(late.uuid, reason)])
         assert not outcome.known_card and outcome.suppressed_rule is None
         await holding.start()
         await eventually(lambda: holding.audit_backlog == 0)
@@ -184,11 +189,11 @@ async def test_feedback_that_reached_another_replica_first_takes_effect_once_the
 async def test_feedback_committed_in_the_same_moment_as_its_card_is_taken_over_later(migrated_url: str) -> None:
     """Two replicas' transactions, neither seeing the other's row: the card's writer found no late
     feedback, and the feedback found no card. The store's maintenance takes it over afterwards."""
-    store = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=SuppressionPolicy(suppress_days=SUPPRESS_DAYS))
+    store = feedback_store(migrated_url)
     raced = card("weight-management")
     await store.start()
     try:
-        [outcome] = await store.save_feedback([overridden(raced.uuid)], suppress_days=SUPPRESS_DAYS)
+        [outcome] = await store.save_feedback([overridden(raced.uuid)])
         assert not outcome.known_card
         _store_card_as_another_replica(migrated_url, raced.uuid)
         await store.reconcile_late_feedback()  # as maintenance does (which may have got there first)
@@ -202,13 +207,13 @@ async def test_feedback_committed_in_the_same_moment_as_its_card_is_taken_over_l
 
 async def test_reconciling_reads_only_feedback_newer_than_two_runs_ago(migrated_url: str) -> None:
     """The scan is an id range, so it does not grow with feedback about cards never stored."""
-    store = Store(migrated_url, retry_seconds=0.05, late_feedback_policy=SuppressionPolicy(suppress_days=SUPPRESS_DAYS))
+    store = feedback_store(migrated_url)
     old, recent = card("weight-management"), card("weight-management")
     try:  # not started: only these calls reconcile
-        await store.save_feedback([overridden(old.uuid)], suppress_days=SUPPRESS_DAYS)
+        await store.save_feedback([overridden(old.uuid)])
         await store.reconcile_late_feedback()
         await store.reconcile_late_feedback()  # the watermark is now past the old item
-        await store.save_feedback([overridden(recent.uuid)], suppress_days=SUPPRESS_DAYS)
+        await store.save_feedback([overridden(recent.uuid)])
         _store_card_as_another_replica(migrated_url, old.uuid)
         _store_card_as_another_replica(migrated_url, recent.uuid)
         assert await store.reconcile_late_feedback() == 1
@@ -242,7 +247,7 @@ def _store_card_as_another_replica(url: str, card_uuid: str) -> None:
 @pytest.mark.parametrize("reason", ["already-addressed", "patient-declined"])
 async def test_a_suppressing_override_silences_the_rule_for_that_patient_for_its_days(store: Store, reason: str) -> None:
     uuid = await issued(store, "weight-management")
-    [outcome] = await store.save_feedback([overridden(uuid, reason)], suppress_days=SUPPRESS_DAYS)
+    [outcome] = await store.save_feedback([overridden(uuid, reason)])
     assert outcome.suppressed_rule == "weight-management"
     day = OVERRIDDEN_AT.date()
     assert await store.suppressed_rules(PATIENT, day) == {"weight-management"}
@@ -254,7 +259,7 @@ async def test_a_suppressing_override_silences_the_rule_for_that_patient_for_its
 
 async def test_suppress_days_is_per_rule(store: Store) -> None:
     uuid = await issued(store, "sciatica-guidance")
-    await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    await store.save_feedback([overridden(uuid)])
     day = OVERRIDDEN_AT.date()
     assert await store.suppressed_rules(PATIENT, day + timedelta(days=29)) == {"sciatica-guidance"}
     assert await store.suppressed_rules(PATIENT, day + timedelta(days=30)) == frozenset()
@@ -263,7 +268,7 @@ async def test_suppress_days_is_per_rule(store: Store) -> None:
 @pytest.mark.parametrize("reason", ["not-relevant", "data-incorrect", None])
 async def test_other_reasons_are_stored_but_suppress_nothing(store: Store, migrated_url: str, reason: str | None) -> None:
     uuid = await issued(store)
-    [outcome] = await store.save_feedback([overridden(uuid, reason)], suppress_days=SUPPRESS_DAYS)  # type: ignore[arg-type]
+    [outcome] = await store.save_feedback([overridden(uuid, reason)])  # type: ignore[arg-type]
     assert outcome.suppressed_rule is None and not outcome.duplicate
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
     assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(1,)]
@@ -271,21 +276,25 @@ async def test_other_reasons_are_stored_but_suppress_nothing(store: Store, migra
 
 async def test_accepting_a_suggestion_suppresses_nothing(store: Store) -> None:
     uuid = await issued(store)
-    await store.save_feedback([accepted(uuid, "s-1")], suppress_days=SUPPRESS_DAYS)
+    await store.save_feedback([accepted(uuid, "s-1")])
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
 
 
-async def test_the_suppressing_reasons_can_come_from_the_catalogue(store: Store) -> None:
-    uuid = await issued(store)
-    [outcome] = await store.save_feedback(
-        [overridden(uuid, "not-relevant")], suppress_days=SUPPRESS_DAYS, suppressing_reasons={"not-relevant"}
-    )
-    assert outcome.suppressed_rule == "weight-management"
+async def test_the_suppressing_reasons_can_come_from_the_catalogue(migrated_url: str) -> None:
+    policy = SuppressionPolicy(suppress_days=SUPPRESS_DAYS, suppressing_reasons=frozenset({"not-relevant"}))
+    store = Store(migrated_url, retry_seconds=0.05, suppression_policy=policy)
+    await store.start()
+    try:
+        uuid = await issued(store)
+        [outcome] = await store.save_feedback([overridden(uuid, "not-relevant")])
+        assert outcome.suppressed_rule == "weight-management"
+    finally:
+        await store.close()
 
 
 async def test_a_rule_without_suppress_days_is_not_suppressed(store: Store) -> None:
     uuid = await issued(store, "knee-arthritis-care")
-    [outcome] = await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    [outcome] = await store.save_feedback([overridden(uuid)])
     assert outcome.suppressed_rule is None
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
 
@@ -293,7 +302,7 @@ async def test_a_rule_without_suppress_days_is_not_suppressed(store: Store) -> N
 async def test_a_future_outcome_timestamp_counts_from_the_day_received(store: Store, migrated_url: str) -> None:
     uuid = await issued(store)
     far = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
-    await store.save_feedback([overridden(uuid, outcome_timestamp=far)], suppress_days=SUPPRESS_DAYS)
+    await store.save_feedback([overridden(uuid, outcome_timestamp=far)])
     [(starts_on, ends_before)] = rows(migrated_url, "SELECT starts_on, ends_before FROM suppression")
     today = datetime.now(UTC).date()
     assert str(starts_on) == str(today)
@@ -301,14 +310,14 @@ async def test_a_future_outcome_timestamp_counts_from_the_day_received(store: St
 
 
 async def test_suppressions_survive_a_restart(migrated_url: str) -> None:
-    first = Store(migrated_url, retry_seconds=0.05)
+    first = feedback_store(migrated_url)
     await first.start()
     try:
         uuid = await issued(first)
-        await first.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+        await first.save_feedback([overridden(uuid)])
     finally:
         await first.close()
-    second = Store(migrated_url, retry_seconds=0.05)
+    second = feedback_store(migrated_url)
     await second.start()
     try:
         assert await second.check_ready() is None
@@ -320,15 +329,15 @@ async def test_suppressions_survive_a_restart(migrated_url: str) -> None:
 async def test_with_the_database_down_feedback_raises_and_suppressions_read_as_none(
     absent_database: AbsentDatabase,
 ) -> None:
-    store = Store(absent_database.url, retry_seconds=0.05, connect_timeout_seconds=2, close_timeout_seconds=0.2)
+    store = feedback_store(absent_database.url, connect_timeout_seconds=2, close_timeout_seconds=0.2)
     await store.start()
     try:
         with pytest.raises(StoreUnavailable):
-            await store.save_feedback([overridden("card-1")], suppress_days=SUPPRESS_DAYS)
+            await store.save_feedback([overridden("card-1")])
         assert await store.suppressed_rules(PATIENT, date(2026, 3, 10)) == frozenset()
         absent_database.appear()
         upgrade_database(absent_database.url)
-        [outcome] = await store.save_feedback([overridden("card-1")], suppress_days=SUPPRESS_DAYS)
+        [outcome] = await store.save_feedback([overridden("card-1")])
         assert not outcome.duplicate
     finally:
         await store.close()
@@ -336,11 +345,11 @@ async def test_with_the_database_down_feedback_raises_and_suppressions_read_as_n
 
 
 async def test_feedback_is_refused_while_migrations_are_missing(database_url: str) -> None:
-    store = Store(database_url, retry_seconds=0.05)
+    store = feedback_store(database_url)
     await store.start()
     try:
         with pytest.raises(StoreUnavailable):
-            await store.save_feedback([overridden("card-1")], suppress_days=SUPPRESS_DAYS)
+            await store.save_feedback([overridden("card-1")])
     finally:
         await store.close()
 
@@ -352,6 +361,6 @@ async def test_feedback_is_stored_after_postgresql_dropped_every_connection(
     """A database restart: pooled connections die; the next feedback still succeeds (pre-ping)."""
     uuid = await issued(store)
     scratch_postgres.terminate_connections(migrated_url.rsplit("/", 1)[1])
-    [outcome] = await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+    [outcome] = await store.save_feedback([overridden(uuid)])
     assert outcome.known_card and not outcome.duplicate
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == {"weight-management"}

@@ -8,9 +8,8 @@ from datetime import date
 import pytest
 
 import service.store.store as store_module
-from service.store import Store
 from service.store.suppression_cache import SuppressionCache
-from tests.store.test_feedback import OVERRIDDEN_AT, PATIENT, SUPPRESS_DAYS, issued, overridden
+from tests.store.test_feedback import OVERRIDDEN_AT, PATIENT, feedback_store, issued, overridden
 
 DAY = date(2026, 3, 10)
 
@@ -134,11 +133,11 @@ async def test_concurrent_hook_calls_for_one_patient_read_the_database_once(
         return real_read(engine, patient_hash, on)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store_module, "active_suppressions", counted)
-    store = Store(migrated_url, retry_seconds=0.05, suppression_cache_seconds=3600)
+    store = feedback_store(migrated_url, suppression_cache_seconds=3600)
     await store.start()
     try:
         uuid = await issued(store)
-        await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+        await store.save_feedback([overridden(uuid)])
         answers = await asyncio.gather(*(store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) for _ in range(16)))
         assert answers == [{"weight-management"}] * 16
         assert reads == [PATIENT]
@@ -147,21 +146,21 @@ async def test_concurrent_hook_calls_for_one_patient_read_the_database_once(
 
 
 async def test_feedback_stored_here_is_honoured_by_the_next_lookup_despite_the_cache(migrated_url: str) -> None:
-    store = Store(migrated_url, retry_seconds=0.05, suppression_cache_seconds=3600)
+    store = feedback_store(migrated_url, suppression_cache_seconds=3600)
     await store.start()
     try:
         uuid = await issued(store)
         assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()  # now kept
-        await store.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+        await store.save_feedback([overridden(uuid)])
         assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == {"weight-management"}
     finally:
         await store.close()
 
 
 async def test_feedback_stored_through_another_replica_is_seen_once_the_answer_expires(migrated_url: str) -> None:
-    here = Store(migrated_url, retry_seconds=0.05, suppression_cache_seconds=3600)
-    short = Store(migrated_url, retry_seconds=0.05, suppression_cache_seconds=0)
-    elsewhere = Store(migrated_url, retry_seconds=0.05)
+    here = feedback_store(migrated_url, suppression_cache_seconds=3600)
+    short = feedback_store(migrated_url, suppression_cache_seconds=0)
+    elsewhere = feedback_store(migrated_url)
     for store in (here, short, elsewhere):
         await store.start()
     try:
@@ -169,7 +168,7 @@ async def test_feedback_stored_through_another_replica_is_seen_once_the_answer_e
         on = OVERRIDDEN_AT.date()
         assert await here.suppressed_rules(PATIENT, on) == frozenset()
         assert await short.suppressed_rules(PATIENT, on) == frozenset()
-        await elsewhere.save_feedback([overridden(uuid)], suppress_days=SUPPRESS_DAYS)
+        await elsewhere.save_feedback([overridden(uuid)])
         assert await here.suppressed_rules(PATIENT, on) == frozenset()  # the kept answer, up to its TTL
         assert await short.suppressed_rules(PATIENT, on) == {"weight-management"}  # an expired answer is read again
     finally:
