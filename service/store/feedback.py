@@ -65,7 +65,7 @@ def store_feedback(
             ).scalar_one_or_none()
             suppressed_rule = None
             if feedback_id is not None and card is not None:
-                days = policy.days(card.rule_id, record.outcome, record.override_reason_code)
+                days = policy.days(card.rule_id, record.outcome, record.override_reason_system, record.override_reason_code)
                 if _suppress(connection, card, days, record.outcome_timestamp, received_at, feedback_id):
                     suppressed_rule = card.rule_id
             outcomes.append(
@@ -85,12 +85,12 @@ def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCa
 
     Each item is taken over once, by whoever flips its ``known_card`` first (two replicas may try)."""
     late = sa.select(
-        _FEEDBACK.c.id, _FEEDBACK.c.card_uuid, _FEEDBACK.c.outcome, _FEEDBACK.c.override_reason_code,
-        _FEEDBACK.c.outcome_timestamp, _FEEDBACK.c.received_at,
+        _FEEDBACK.c.id, _FEEDBACK.c.card_uuid, _FEEDBACK.c.outcome, _FEEDBACK.c.override_reason_system,
+        _FEEDBACK.c.override_reason_code, _FEEDBACK.c.outcome_timestamp, _FEEDBACK.c.received_at,
     ).where(_FEEDBACK.c.known_card.is_(False))
     taken = 0
     for chunk in in_chunks(cards):
-        for feedback_id, uuid, outcome, reason_code, outcome_timestamp, received_at in connection.execute(
+        for feedback_id, uuid, outcome, reason_system, reason_code, outcome_timestamp, received_at in connection.execute(
             late.where(_FEEDBACK.c.card_uuid.in_(chunk))
         ).all():
             flipped = connection.execute(
@@ -99,7 +99,7 @@ def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCa
             if flipped.rowcount != 1:
                 continue  # another replica took it over meanwhile
             card = cards[uuid]
-            _suppress(connection, card, policy.days(card.rule_id, outcome, reason_code), outcome_timestamp, received_at, feedback_id)
+            _suppress(connection, card, policy.days(card.rule_id, outcome, reason_system, reason_code), outcome_timestamp, received_at, feedback_id)
             taken += 1
     return taken
 

@@ -2,7 +2,8 @@
 
 clinical-rules.md section 3: feedback ``overridden`` with ``already-addressed`` or
 ``patient-declined`` silences that rule for that patient for the rule's ``suppress_days``;
-stored in the database, so it survives restarts.
+stored in the database, so it survives restarts. A reason is a Coding: only those codes in the
+catalogue's override-reason system suppress, not a code an EHR's own reasons happen to share.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from sqlalchemy.engine import Engine
 from service.store.database import as_utc
 from service.store.tables import Suppression
 
-__all__ = ["DEFAULT_SUPPRESSING_REASONS", "SuppressionPolicy", "suppression_window", "insert_suppression", "active_suppressions"]
+__all__ = ["DEFAULT_REASON_SYSTEM", "DEFAULT_SUPPRESSING_REASONS", "SuppressionPolicy", "suppression_window", "insert_suppression", "active_suppressions"]
 
 # interface.md decision 7; the catalogue may pass its own list (rules/catalogue.yaml).
 DEFAULT_SUPPRESSING_REASONS = frozenset({"already-addressed", "patient-declined"})
+# The packaged catalogue's override-reason system (rules/catalogue.yaml).
+DEFAULT_REASON_SYSTEM = "urn:back-knee-cds:override-reason"
 
 _SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
 
@@ -31,10 +34,11 @@ class SuppressionPolicy:
 
     suppress_days: Mapping[str, int] = field(default_factory=dict)
     suppressing_reasons: Collection[str] = DEFAULT_SUPPRESSING_REASONS
+    reason_system: str = DEFAULT_REASON_SYSTEM
 
-    def days(self, rule_id: str, outcome: str, reason_code: str | None) -> int:
+    def days(self, rule_id: str, outcome: str, reason_system: str | None, reason_code: str | None) -> int:
         """How many days an item with this outcome and reason silences ``rule_id``; 0 for none."""
-        if outcome != "overridden" or reason_code not in self.suppressing_reasons:
+        if outcome != "overridden" or reason_system != self.reason_system or reason_code not in self.suppressing_reasons:
             return 0
         return max(self.suppress_days.get(rule_id, 0), 0)
 

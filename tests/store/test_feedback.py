@@ -159,9 +159,16 @@ async def test_feedback_finds_a_card_whose_audit_record_is_still_queued(migrated
     assert rows(migrated_url, "SELECT count(*) FROM card_issued WHERE uuid = :u", u=queued.uuid) == [(1,)]
 
 
-@pytest.mark.parametrize(("reason", "suppresses"), [("already-addressed", True), ("not-relevant", False)])
+@pytest.mark.parametrize(
+    ("reason", "system", "suppresses"),
+    [
+        ("already-addressed", "urn:back-knee-cds:override-reason", True),
+        ("not-relevant", "urn:back-knee-cds:override-reason", False),
+        ("already-addressed", "http://ehr.example.org/override-reasons", False),
+    ],
+)
 async def test_feedback_that_reached_another_replica_first_takes_effect_once_the_card_is_written(
-    migrated_url: str, reason: str, suppresses: bool
+    migrated_url: str, reason: str, system: str, suppresses: bool
 ) -> None:
     """After an outage, one replica may still hold a card in its queue while the EHR's feedback on
     it reaches another: stored as about an unknown card, it is caught up when the card is written."""
@@ -171,7 +178,7 @@ async def test_feedback_that_reached_another_replica_first_takes_effect_once_the
     holding.record_invocation(invocation(patient_hash=PATIENT, cards=(late,)))
     await other.start()
     try:
-        [outcome] = await other.save_feedback([overridden(late.uuid, reason)])
+        [outcome] = await other.save_feedback([overridden(late.uuid, reason, override_reason_system=system)])
         assert not outcome.known_card and outcome.suppressed_rule is None
         await holding.start()
         await eventually(lambda: holding.audit_backlog == 0)
@@ -272,6 +279,16 @@ async def test_other_reasons_are_stored_but_suppress_nothing(store: Store, migra
     assert outcome.suppressed_rule is None and not outcome.duplicate
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
     assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(1,)]
+
+
+@pytest.mark.parametrize("system", ["http://ehr.example.org/override-reasons", None])
+async def test_a_suppressing_code_from_another_system_suppresses_nothing(store: Store, migrated_url: str, system: str | None) -> None:
+    """A reason is a Coding: an EHR's own reason that shares the code is another reason (CDS Hooks lets EHRs add their own)."""
+    uuid = await issued(store)
+    [outcome] = await store.save_feedback([overridden(uuid, "already-addressed", override_reason_system=system)])
+    assert outcome.suppressed_rule is None and outcome.known_card
+    assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
+    assert rows(migrated_url, "SELECT override_reason_system, override_reason_code FROM feedback") == [(system, "already-addressed")]
 
 
 async def test_accepting_a_suggestion_suppresses_nothing(store: Store) -> None:
