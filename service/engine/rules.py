@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from service.engine.conditions import Condition, FactRef
 from service.engine.templates import Template
@@ -82,7 +82,7 @@ class RuleFile(_Strict):
     title: str = Field(min_length=1, max_length=200)
     service: str = Field(min_length=1)
     indicator: Indicator
-    suppress_days: int = Field(ge=1, le=3650)
+    suppress_days: StrictInt = Field(ge=1, le=3650)  # strict: YAML's yes/on/true are booleans
     checks: str = Field(min_length=1)
     condition: Any
     card: CardFile

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 from service.catalogue_error import CatalogueError, from_validation_error, read_catalogue_yaml, validate_catalogue_file
 from service.fhir.codes import CodeMatcher, CodePattern, CodeSystem, parse_pattern
@@ -50,7 +50,8 @@ FACTS_FILE = "facts.yaml"
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 ConditionStatus = Literal["usable", "active"]
-_Days = Annotated[int, Field(ge=0, le=36500)]
+# StrictInt: YAML reads yes/no/on/off/true as booleans, which a lax int would take as 1 or 0.
+_Days = Annotated[StrictInt, Field(ge=0, le=36500)]
 
 
 class _Strict(BaseModel):
@@ -63,7 +64,7 @@ class _Strict(BaseModel):
 class _SystemEntry(_Strict):
     uri: str = Field(min_length=1)
     stems: bool = False
-    insert_dot_after: int | None = Field(default=None, ge=1)
+    insert_dot_after: StrictInt | None = Field(default=None, ge=1)
 
 
 class _ConceptEntry(_Strict):
@@ -104,7 +105,7 @@ class _FactBase(_Strict):
 
 
 class AgeParameters(_Strict):
-    older_age_years: int = Field(ge=0, le=150)
+    older_age_years: StrictInt = Field(ge=0, le=150)
 
 
 class AgeFactDefinition(_FactBase):

@@ -172,6 +172,17 @@ def test_wrong_parameter_type_names_the_parameter(rules_copy: Path) -> None:
     assert str(error).startswith(str(rules_copy / "facts.yaml") + ": fact 'older_age': field ")
 
 
+@pytest.mark.parametrize(
+    ("fact", "parameter"), [("older_age", "older_age_years"), ("recent_back_injury", "recent_injury_days")]
+)
+def test_a_yaml_boolean_is_not_taken_as_a_number(rules_copy: Path, fact: str, parameter: str) -> None:
+    """YAML reads yes, on and true as booleans: a lax int would make them a threshold of 1."""
+    _edit(rules_copy / "facts.yaml", lambda raw: raw["facts"][fact]["parameters"].update({parameter: True}))
+    error = _error(rules_copy)
+    assert error.entry == f"fact '{fact}'"
+    assert error.field is not None and error.field.endswith(f"parameters.{parameter}")
+
+
 def test_unknown_kind_is_refused(rules_copy: Path) -> None:
     _edit(rules_copy / "facts.yaml", lambda raw: raw["facts"]["sciatica"].update(kind="magic"))
     error = _error(rules_copy)

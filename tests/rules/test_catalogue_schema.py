@@ -62,6 +62,7 @@ def test_shipped_catalogue_loads() -> None:
         (lambda d: d.update(version="1.0"), "field 'version'"),
         (lambda d: d.update(indicator="urgent"), "field 'indicator'"),
         (lambda d: d.update(suppress_days="ninety"), "field 'suppress_days'"),
+        (lambda d: d.update(suppress_days=True), "field 'suppress_days'"),  # YAML's yes/on/true
         (lambda d: d.update(service="back-knee-nowhere"), "field 'service': unknown service 'back-knee-nowhere'"),
         (lambda d: d.update(id="weight-mgmt"), "rule 'weight-mgmt': field 'id': must match the file name"),
         (lambda d: d["condition"]["all"][0].update(any=["excess_weight", "heavy"]), "field 'condition.all[0].any[1]': unknown fact 'heavy'"),
