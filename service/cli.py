@@ -6,6 +6,7 @@ Errors are one line on stderr (``error: FILE: what is wrong``) with exit code 2,
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -105,14 +106,22 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+# The facts look back up to 100 years from "today" (a rule file's longest window): an --as-of in
+# the first years of the calendar would reach before date.min. No hook call was ever made before this.
+EARLIEST_AS_OF = date(1900, 1, 1)
+
+
 def _as_of(text: str | None) -> date:
     """``--as-of`` or today's date in UTC (the service's "today" is the request's UTC date)."""
     if text is None:
         return datetime.now(UTC).date()
     try:
-        return date.fromisoformat(text)
+        as_of = date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"--as-of: expected a date as YYYY-MM-DD, got '{text}'") from None
+    if as_of < EARLIEST_AS_OF:
+        raise UsageError(f"--as-of: {text} is before {EARLIEST_AS_OF.isoformat()}, the earliest date evaluated as 'today'")
+    return as_of
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -252,9 +261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: int = args.run(args)
+        sys.stdout.flush()  # here, so a closed pipe shows as BrokenPipeError below, not at exit
         return result
     except (UsageError, CatalogueError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`evaluate ... | head`): stop quietly, and keep the interpreter's
+        # final flush of stdout from failing again (the recipe in Python's signal module docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,8 @@ def test_directory_as_file_is_refused(capsys: pytest.CaptureFixture[str], tmp_pa
     [
         (["--as-of", "01/06/2020"], "error: --as-of: expected a date as YYYY-MM-DD, got '01/06/2020'"),
         (["--service", "nope"], "error: --service: unknown service 'nope'"),
+        # Before year 3 the facts' two-year look-back left the calendar (OverflowError traceback).
+        (["--as-of", "0001-01-01"], "error: --as-of: 0001-01-01 is before 1900-01-01"),
     ],
 )
 def test_bad_options(capsys: pytest.CaptureFixture[str], chauncey: Path, argv: list[str], expected: str) -> None:
@@ -165,3 +169,16 @@ def test_rules_check_broken_directory(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_rules_check_missing_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "rules", "check", str(tmp_path / "nowhere"))
     assert code == 2 and err.startswith(f"error: {tmp_path / 'nowhere'}: rules directory not found")
+
+
+def test_a_reader_that_goes_away_ends_it_quietly(chauncey: Path) -> None:
+    """`evaluate ... | head`: no BrokenPipeError traceback once the pipe is closed."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "service", "evaluate", str(chauncey), "--as-of", "2020-06-01"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # before it writes anything: every write meets a closed pipe
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 1
+    assert err == ""
