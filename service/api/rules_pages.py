@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.responses import HTMLResponse, Response
 
 from service.cdshooks.openapi_docs import ErrorBody
+from service.cdshooks.public_url import public_base_url
 from service.engine.catalogue import Catalogue
 from service.engine.rules import Rule
 from service.json_response import OrjsonResponse
@@ -63,6 +64,8 @@ class RuleModel(BaseModel):
 
 
 _HTML_OR_JSON = {"content": {"application/json": {}, "text/html": {"schema": {"type": "string"}}}}
+# One URL, two representations chosen by Accept: a cache in front must key on it (RFC 9110 12.5.5).
+_NEGOTIATED = {"Vary": "Accept"}
 
 
 @router.get("/rules", response_model=RuleListModel, responses={200: _HTML_OR_JSON})
@@ -70,7 +73,8 @@ async def list_rules(request: Request, state: State) -> Response:
     """Every rule of the catalogue (JSON, or an HTML index when the client prefers ``text/html``)."""
     catalogue = state.catalogue
     if prefers_html(request.headers.get("accept")):
-        return HTMLResponse(_index_page(catalogue))
+        return HTMLResponse(_index_page(catalogue), headers=_NEGOTIATED)
+    base = public_base_url(state, request)  # as card links are: right behind a proxy's path prefix too
     return OrjsonResponse(
         {
             "catalogue_version": catalogue.version,
@@ -83,11 +87,12 @@ async def list_rules(request: Request, state: State) -> Response:
                     "indicator": rule.indicator,
                     "thresholds": dict(rule.thresholds),
                     "citation": list(rule.citations),
-                    "url": f"/rules/{rule.id}",
+                    "url": f"{base}/rules/{rule.id}",
                 }
                 for rule in catalogue.rules
             ],
-        }
+        },
+        headers=_NEGOTIATED,
     )
 
 
@@ -104,11 +109,11 @@ async def show_rule(rule_id: str, request: Request, state: State) -> Response:
     if rule is None:
         message = f"no rule with id '{rule_id}'; GET /rules lists them"
         if wants_html:
-            return HTMLResponse(_page("Rule not found", f"<p>{html.escape(message)}</p>"), status_code=404)
-        return OrjsonResponse({"error": message}, status_code=404)
+            return HTMLResponse(_page("Rule not found", f"<p>{html.escape(message)}</p>"), status_code=404, headers=_NEGOTIATED)
+        return OrjsonResponse({"error": message}, status_code=404, headers=_NEGOTIATED)
     if wants_html:
-        return HTMLResponse(_rule_page(rule, catalogue))
-    return OrjsonResponse(rule_json(rule, catalogue))
+        return HTMLResponse(_rule_page(rule, catalogue), headers=_NEGOTIATED)
+    return OrjsonResponse(rule_json(rule, catalogue), headers=_NEGOTIATED)
 
 
 def rule_json(rule: Rule, catalogue: Catalogue) -> dict[str, Any]:
@@ -187,8 +192,9 @@ def _page(title: str, body: str) -> str:
 
 
 def _index_page(catalogue: Catalogue) -> str:
+    # Links relative to the page (here and on a rule's page): right under any path prefix a proxy adds.
     rows = "".join(
-        f"<tr><td><a href=\"/rules/{_e(rule.id)}\">{_e(rule.title)}</a></td><td><code>{_e(rule.id)}</code></td>"
+        f"<tr><td><a href=\"rules/{_e(rule.id)}\">{_e(rule.title)}</a></td><td><code>{_e(rule.id)}</code></td>"
         f"<td>{_e(rule.version)}</td><td>{_e(rule.indicator)}</td><td>{_e(rule.service)}</td></tr>"
         for rule in catalogue.rules
     )
@@ -238,7 +244,7 @@ def _rule_page(rule: Rule, catalogue: Catalogue) -> str:
         f"<h2>From the source article</h2>{citations}"
         f"<p class=\"meta\">After an override with a suppressing reason, the card is not shown again for this "
         f"patient for {_e(rule.suppress_days)} days.</p>"
-        "<p><a href=\"/rules\">All rules</a></p>"
+        "<p><a href=\"../rules\">All rules</a></p>"
     )
     return _page(f"{rule.title} ({rule.id} v{rule.version})", body)
 

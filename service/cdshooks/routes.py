@@ -29,6 +29,7 @@ from service.cdshooks.openapi_docs import (
     HOOK_REQUEST_EXAMPLE,
     request_body,
 )
+from service.cdshooks.public_url import public_base_url
 from service.engine.catalogue import ServiceDefinition
 from service.json_response import OrjsonResponse
 from service.logs import bind_request_fields
@@ -40,17 +41,6 @@ __all__ = ["router"]
 
 log = logging.getLogger("service.cdshooks")
 router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
-
-
-def base_url(state: AppState, request: Request) -> str:
-    """CDS_PUBLIC_BASE_URL, else the request's scheme and Host (interface.md decision 11)."""
-    if state.settings.public_base_url:
-        return state.settings.public_base_url
-    host = request.headers.get("host")
-    if host is None:
-        host = request.url.netloc
-    # The scope's scheme, as request.url would give it, without building and parsing the whole URL (~4 us).
-    return f"{request.scope.get('scheme', 'http')}://{host}"
 
 
 def _service_or_404(state: AppState, service_id: str) -> ServiceDefinition:
@@ -106,7 +96,7 @@ async def call_service(service_id: str, request: Request) -> Response:
         catalogue=state.catalogue,
         service_id=service_id,
         suppressed=suppressed,
-        base_url=base_url(state, request),
+        base_url=public_base_url(state, request),
         cards=state.cards,
     )
     # CardsResponse as it is sent: its cards (systemActions is never set), dumped without first

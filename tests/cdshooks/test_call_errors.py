@@ -65,6 +65,20 @@ def test_hook_the_service_does_not_serve_is_400(client: TestClient) -> None:
     assert "order-sign" in response.json()["error"]
 
 
+@pytest.mark.parametrize("host", ["ex ample.org", "example.org/evil?x=", "", "user@example.org", "example.org:80:80"])
+def test_a_host_header_no_link_can_start_with_is_400(client: TestClient, host: str) -> None:
+    """Card links are built from the Host when CDS_PUBLIC_BASE_URL is unset: they must be absolute URLs."""
+    response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH), headers={"host": host})
+    assert response.status_code == 400
+    assert "is not a host name or address with an optional port" in response.json()["error"]
+
+
+@pytest.mark.parametrize("host", ["cds.example.org", "cds.example.org:8443", "127.0.0.1:8080", "[::1]:8080", "xn--bcher-kva.example"])
+def test_host_headers_of_every_form_are_taken(client: TestClient, host: str) -> None:
+    response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH), headers={"host": host})
+    assert response.status_code == 200
+
+
 def test_body_over_the_limit_is_413(make_settings) -> None:  # type: ignore[no-untyped-def]
     from service.app import create_app
 

@@ -30,7 +30,7 @@ def test_list_rules_json(client: TestClient) -> None:
         "indicator": "info",
         "thresholds": {"older_age_years": 50, "overweight_bmi": 25, "bmi_window_days": 730},
         "citation": rules[0]["citation"],
-        "url": "/rules/risk-factors",
+        "url": "http://testserver/rules/risk-factors",
     }
     one = client.get("/rules/risk-factors", headers={"accept": "application/json"}).json()
     assert all(rule["citation"] for rule in rules) and rules[0]["citation"] == one["citation"]
@@ -75,7 +75,26 @@ def test_rule_page_for_a_browser(client: TestClient) -> None:
 
 def test_rule_index_page_for_a_browser(client: TestClient) -> None:
     page = client.get("/rules", headers={"accept": BROWSER}).text
-    assert page.count('<a href="/rules/') == 9
+    assert page.count('<a href="rules/') == 9
+
+
+def test_links_stay_under_the_public_base_urls_path(make_settings: SettingsFactory) -> None:
+    """Behind a proxy serving the service under a path: JSON URLs absolute from CDS_PUBLIC_BASE_URL,
+    page links relative (resolved against the page's own URL, which carries the prefix)."""
+    settings = make_settings(public_base_url="https://ehr-proxy.example.org/back-knee")
+    with TestClient(create_app(settings)) as client:
+        rules = client.get("/rules").json()["rules"]
+        assert rules[0]["url"] == "https://ehr-proxy.example.org/back-knee/rules/risk-factors"
+        index = client.get("/rules", headers={"accept": BROWSER}).text
+        page = client.get("/rules/risk-factors", headers={"accept": BROWSER}).text
+    assert '<a href="rules/risk-factors">' in index and 'href="/' not in index
+    assert '<a href="../rules">All rules</a>' in page and 'href="/' not in page
+
+
+def test_a_cache_is_told_the_representation_depends_on_accept(client: TestClient) -> None:
+    for path in ("/rules", "/rules/risk-factors", "/rules/no-such-rule"):
+        for accept in (BROWSER, "application/json"):
+            assert client.get(path, headers={"accept": accept}).headers.get("vary") == "Accept", (path, accept)
 
 
 def test_catalogue_text_is_escaped_on_the_page(make_settings: SettingsFactory, tmp_path: Path) -> None:
