@@ -85,7 +85,9 @@ class FhirAuthorization(_Incoming):
     ``subject`` and ``patient`` are tolerated when absent (1.0 clients, non-patient scopes).
     """
 
-    access_token: str = Field(min_length=1, repr=False)
+    # RFC 6750's b64token, what an Authorization: Bearer header may carry; anything else (non-ASCII,
+    # spaces, control characters) could not be sent, so the call is refused before any fetch.
+    access_token: str = Field(min_length=1, pattern=r"^[A-Za-z0-9\-._~+/]+=*$", repr=False)
     token_type: str = "Bearer"
     # An OAuth lifetime in seconds; bounded to 64 bits, as the JSON parser and the schema are.
     expires_in: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)

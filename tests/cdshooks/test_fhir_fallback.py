@@ -344,6 +344,15 @@ def test_a_patient_id_that_would_change_the_query_is_400_and_not_sent(app: TestC
     assert fhir_server.requests == []
 
 
+@pytest.mark.parametrize("token", ["tökén", "two words", "line\r\nX-Injected: 1", "abc=def"])
+def test_a_token_no_bearer_header_can_carry_is_400_and_not_sent(app: TestClient, fhir_server: FhirTestServer, token: str) -> None:
+    body = fallback_request(fhir_server.base_url, "example", token=token)
+    message = error_of(app.post(REFERRAL, json=body), 400)
+    assert message.startswith("fhirAuthorization.access_token: String should match pattern")
+    assert token not in message
+    assert fhir_server.requests == []
+
+
 # --- redirects and next links never leave the server ----------------------------------------
 
 
