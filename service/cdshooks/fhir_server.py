@@ -20,6 +20,7 @@ import httpx
 import orjson
 
 from service.cdshooks.bundles import bundle_entries, is_bundle, merge_pages, next_link
+from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, read_capped
 from service.cdshooks.fhir_allowlist import ServerUrl, UrlRefused, parse_server_url
 from service.metrics import Metrics
 
@@ -133,7 +134,11 @@ class FhirServerSession:
                 async with self.client.stream(
                     "GET",
                     url.url,
-                    headers={"Authorization": f"Bearer {self.token}", "Accept": "application/fhir+json"},
+                    headers={
+                        "Authorization": f"Bearer {self.token}",
+                        "Accept": "application/fhir+json",
+                        "Accept-Encoding": ACCEPT_ENCODING,
+                    },
                     timeout=remaining,
                     follow_redirects=False,
                 ) as response:
@@ -178,15 +183,11 @@ class FhirServerSession:
             )
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
-        """The body, refusing more than ``max_page_bytes`` (a server must not exhaust our memory)."""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.max_page_bytes:
-                raise FhirServerError(f"the FHIR server answered with more than {self.max_page_bytes} bytes in one page")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """The body, refusing more than ``max_page_bytes`` once decoded (a server must not exhaust our memory)."""
+        try:
+            return await read_capped(response, self.max_page_bytes)
+        except BodyRefused as exc:
+            raise FhirServerError(f"the FHIR server's answer (one page) was refused: {exc}") from None
 
 
 def _resolved(link: str, base: str) -> str:

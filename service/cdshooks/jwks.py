@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
+from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, read_capped
 from service.cdshooks.keys import VerificationKey, parse_jwks
 
 __all__ = ["JwksCache"]
@@ -141,15 +142,15 @@ class JwksCache:
         )
 
     async def _download(self, url: str) -> object:
-        async with self._http.stream("GET", url, headers={"Accept": "application/json"}, timeout=self._timeout) as response:
+        headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
+        async with self._http.stream("GET", url, headers=headers, timeout=self._timeout) as response:
             if response.status_code != 200:
                 hint = " (redirects are not followed; configure the final URL)" if response.is_redirect else ""
                 raise _FetchError(f"HTTP {response.status_code}{hint}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > self._max_bytes:
-                    raise _FetchError(f"response larger than {self._max_bytes} bytes")
+            try:
+                body = await read_capped(response, self._max_bytes)
+            except BodyRefused as exc:
+                raise _FetchError(f"response refused: {exc}") from None
         return orjson.loads(body)
 
 

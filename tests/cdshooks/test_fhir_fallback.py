@@ -7,6 +7,7 @@ what that server saw (or that it saw nothing).
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import re
@@ -19,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -83,6 +85,9 @@ def fetch_count(app: TestClient, outcome: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+_TWICE_GZIPPED_BOMB = gzip.compress(gzip.compress(bytes(64 * 1024 * 1024)))
+
+
 # --- conformance cases ---------------------------------------------------------------------
 
 
@@ -131,6 +136,9 @@ def test_case_7_missing_prefetch_is_fetched_with_the_bearer_token(
         ({"garbage_json": True}, "the FHIR server answered with a body that is not JSON"),
         ({"reset_connection": True}, "the FHIR server closed the connection without a complete answer"),
         ({"operation_outcome": True}, "the FHIR server answered with an OperationOutcome"),
+        # Stacked codings: 2 KB of 'gzip, gzip' inflated to 1 GiB inside httpx before any cap.
+        ({"answer": (_TWICE_GZIPPED_BOMB, {"content-encoding": "gzip, gzip"})}, "the FHIR server's answer (one page) was refused: its Content-Encoding 'gzip, gzip' was not asked for"),
+        ({"answer": (gzip.compress(bytes(6 * 1024 * 1024)), {"content-encoding": "gzip"})}, "the FHIR server's answer (one page) was refused: it is larger than 5242880 bytes"),
     ],
 )
 def test_case_8_a_failing_fhir_server_is_412_saying_why(
@@ -351,6 +359,15 @@ def test_a_token_no_bearer_header_can_carry_is_400_and_not_sent(app: TestClient,
     assert message.startswith("fhirAuthorization.access_token: String should match pattern")
     assert token not in message
     assert fhir_server.requests == []
+
+
+def test_a_gzipped_answer_is_read(app: TestClient, fhir_server: FhirTestServer) -> None:
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"resourceType": "Condition", "id": "c1"}}]}
+    fhir_server.behave(only_types={"Condition"}, answer=(gzip.compress(orjson.dumps(bundle)), {"content-encoding": "gzip"}))
+    body = fallback_request(fhir_server.base_url, "example", prefetch={"patient": None, "observations": None, "familyHistory": None})
+    response = app.post(RISK, json=body)
+    assert response.status_code == 200, response.text
+    assert [r.resource_type for r in fhir_server.requests] == ["Condition"]
 
 
 # --- redirects and next links never leave the server ----------------------------------------

@@ -170,7 +170,7 @@ async def test_a_prefetch_over_the_resource_limit_is_refused_before_any_fetch(
 
 
 async def test_an_oversized_page_is_refused(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
-    with pytest.raises(PrefetchUnavailable, match="more than 2048 bytes in one page"):
+    with pytest.raises(PrefetchUnavailable, match=r"answer \(one page\) was refused: it is larger than 2048 bytes"):
         await make_gatherer(max_page_bytes=2048).gather(request(fhir_server, fhir_server.data.patient_id("Kozey")), TEMPLATES)
 
 

@@ -30,6 +30,7 @@ class JwksHost:
         self.status: int | None = None
         self.redirect_to: str | None = None
         self.body: bytes | None = None
+        self.content_encoding: str | None = None  # sent with ``body`` (encoded to match by the test)
         self.port = 0
         self._lock = threading.Lock()
 
@@ -46,7 +47,7 @@ class JwksHost:
 
     def reset(self) -> None:
         self.documents.clear()
-        self.delay_seconds, self.status, self.redirect_to, self.body = 0.0, None, None, None
+        self.delay_seconds, self.status, self.redirect_to, self.body, self.content_encoding = 0.0, None, None, None, None
         with self._lock:
             self.hits.clear()
 
@@ -69,6 +70,8 @@ class JwksHost:
             status, body = self.status, b'{"error": "switched"}'
         elif self.body is not None:
             status, body = 200, self.body
+            if self.content_encoding is not None:
+                headers.append((b"content-encoding", self.content_encoding.encode()))
         elif path in self.documents:
             status, body = 200, orjson.dumps(self.documents[path])
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import AsyncIterator
 
@@ -75,8 +76,10 @@ async def test_a_slow_host_times_out(http: httpx.AsyncClient, jwks_host: JwksHos
         ({"redirect_to": "https://elsewhere.example.org/jwks.json"}, "redirects are not followed"),
         ({"body": b"<html>not json"}, "response is not JSON"),
         ({"body": b"{" + b" " * 300_000 + b"}"}, "larger than"),
+        ({"body": gzip.compress(b"{" + b" " * 300_000 + b"}"), "content_encoding": "gzip"}, "larger than"),
+        ({"body": gzip.compress(gzip.compress(b"{}")), "content_encoding": "gzip, gzip"}, "was not asked for"),
     ],
-    ids=["server error", "redirect", "not json", "too large"],
+    ids=["server error", "redirect", "not json", "too large", "too large once inflated", "stacked codings"],
 )
 async def test_failed_fetches_give_no_keys_and_say_why(
     http: httpx.AsyncClient, jwks_host: JwksHost, caplog: pytest.LogCaptureFixture, setup: dict[str, object], reason: str

@@ -36,6 +36,7 @@ by :meth:`FhirTestServer.reset`):
     paginate_forever  every page links to a further (empty) page
     next_link_base    next links point at this base URL instead of this server
     only_types        apply the switches only to requests for these resource types
+    answer            (body, headers): 200 with exactly these bytes and headers (an encoded body, say)
 
 :meth:`FhirTestServer.behave_for` sets switches for some resource types only, on top of
 :meth:`FhirTestServer.behave` (e.g. Conditions answer 500 while Observations are slow).
@@ -109,6 +110,7 @@ class Behaviour:
     paginate_forever: bool = False
     next_link_base: str | None = None
     only_types: frozenset[str] | None = None
+    answer: tuple[bytes, dict[str, str]] | None = None  # this body and these headers, verbatim
 
 
 @dataclass
@@ -311,6 +313,9 @@ class FhirTestServer:
             return Response(b"<html>this is not {json", media_type=FHIR_JSON)
         if b.operation_outcome:
             return _outcome(200, "switched to answer an OperationOutcome")
+        if b.answer is not None:
+            body, headers = b.answer
+            return Response(body, headers=headers, media_type=FHIR_JSON)
         return None
 
     def _behaviour_for(self, kind: str) -> Behaviour:
