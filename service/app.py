@@ -64,8 +64,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log_security_posture(settings, trusted_clients)
         load_models()  # before serving: else the first hook call imports them (34 ms of its 35)
-        # One HTTP client for the whole process; redirects are never followed (no hop to another host).
-        async with httpx.AsyncClient(follow_redirects=False, timeout=settings.fhir_timeout_seconds) as http:
+        # One HTTP client for the whole process. No hop to another host: redirects are never
+        # followed, and proxy variables in the environment are not read (a bearer token would go there).
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=settings.fhir_timeout_seconds) as http:
             metrics = Metrics()
             memo = ValidationMemo(settings.validation_cache_size)
             metrics.watch_validation_memo(lambda: (memo.hits, memo.misses, len(memo)))

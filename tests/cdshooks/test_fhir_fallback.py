@@ -208,6 +208,23 @@ def test_an_unreachable_allowed_server_is_412(open_app: AppFactory) -> None:
     assert message == "prefetch key 'conditions' is missing and the service could not connect to the FHIR server"
 
 
+def test_proxy_variables_in_the_environment_are_not_followed(
+    open_app: AppFactory, fhir_server: FhirTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The allowlist names where the token may go; a proxy from the environment is another host."""
+    with socket.socket() as probe:  # a "proxy" port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    app = open_app(fhir_server_allowlist=[fhir_server.base_url])
+    response = app.post(REFERRAL, json=fallback_request(fhir_server.base_url, "example", prefetch={"patient": None}))
+    assert response.status_code == 200, response.text
+    assert [r.resource_type for r in fhir_server.requests] == ["Condition"]
+
+
 def test_case_9_only_the_missing_keys_reach_the_server(app: TestClient, fhir_server: FhirTestServer) -> None:
     prefetch = {"patient": {"resourceType": "Patient", "id": "example"}, "observations": None}
     response = app.post(RISK, json=fallback_request(fhir_server.base_url, "example", prefetch=prefetch))
