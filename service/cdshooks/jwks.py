@@ -40,6 +40,7 @@ class _Entry:
     fetched_at: float | None = None  # last successful fetch
     failed_at: float | None = None  # last failed fetch
     refreshed_at: float | None = None  # last refresh caused by an unknown kid
+    fetches: int = 0  # fetches tried, so a caller can tell whether one happened since it looked
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -82,19 +83,26 @@ class JwksCache:
                 await self._fetch(url, entry)
             return self._usable(entry)
 
-    async def refresh(self, url: str) -> Mapping[str, VerificationKey]:
-        """Fetch ``url`` again because a token named a kid it lacks; rate-limited per URL."""
+    async def refresh(self, url: str, *, unless_fetched_since: int | None = None) -> Mapping[str, VerificationKey]:
+        """Fetch ``url`` again because a token named a kid it lacks; rate-limited per URL.
+
+        Not when a fetch was tried after the caller read ``fetches`` (``unless_fetched_since``): the
+        document it lacked the kid in is already the newest, or the host just failed (a second
+        wait on a hanging host doubled the call's time).
+        """
         entry = self._entry(url)
         async with entry.lock:
             now = self._clock()
-            if entry.refreshed_at is None or now - entry.refreshed_at >= self._min_refresh:
+            fetched_meanwhile = unless_fetched_since is not None and entry.fetches != unless_fetched_since
+            if not fetched_meanwhile and (entry.refreshed_at is None or now - entry.refreshed_at >= self._min_refresh):
                 entry.refreshed_at = now
                 await self._fetch(url, entry)
             return self._usable(entry)
 
     async def find(self, url: str, kid: str) -> VerificationKey | None:
         """The key ``kid`` at ``url``: cached keys first, then one (rate-limited) refresh for a rotated key."""
-        return (await self.keys(url)).get(kid) or (await self.refresh(url)).get(kid)
+        seen = self._entry(url).fetches
+        return (await self.keys(url)).get(kid) or (await self.refresh(url, unless_fetched_since=seen)).get(kid)
 
     def _entry(self, url: str) -> _Entry:
         entry = self._entries.get(url)
@@ -119,6 +127,7 @@ class JwksCache:
 
     async def _fetch(self, url: str, entry: _Entry) -> None:
         started = self._clock()
+        entry.fetches += 1
         try:
             async with asyncio.timeout(self._timeout):
                 document = await self._download(url)

@@ -46,6 +46,30 @@ async def test_keys_are_cached_for_the_ttl(http: httpx.AsyncClient, jwks_host: J
     assert jwks_host.hits_for("/jwks.json") == 2
 
 
+async def test_an_unknown_kid_costs_one_fetch_when_the_cache_was_empty(http: httpx.AsyncClient, jwks_host: JwksHost) -> None:
+    """The document just fetched is the newest: refreshing it at once again would be a second fetch for nothing."""
+    url = jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a")))
+    assert await cache(http, Clock()).find(url, "z") is None
+    assert jwks_host.hits_for("/jwks.json") == 1
+
+
+async def test_a_hanging_host_is_waited_for_once_per_call(http: httpx.AsyncClient, jwks_host: JwksHost) -> None:
+    url = jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a")))
+    jwks_host.delay_seconds = 2
+    assert await cache(http, Clock(), timeout_seconds=0.2).find(url, "a") is None
+    assert jwks_host.hits_for("/jwks.json") == 1  # before: the failed fetch, then a refresh waiting as long again
+
+
+async def test_a_rotated_key_is_found_by_one_refresh(http: httpx.AsyncClient, jwks_host: JwksHost) -> None:
+    clock = Clock()
+    url = jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a")))
+    jwks = cache(http, clock)
+    assert await jwks.find(url, "a") is not None
+    jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a"), make_key("ES384", kid="b")))
+    assert await jwks.find(url, "b") is not None
+    assert jwks_host.hits_for("/jwks.json") == 2
+
+
 async def test_refresh_is_rate_limited_per_url(http: httpx.AsyncClient, jwks_host: JwksHost) -> None:
     clock = Clock()
     url = jwks_host.publish("/jwks.json", jwks_of(make_key("ES384", kid="a")))
