@@ -94,7 +94,6 @@ class Database:
     def report_trouble(self, exc: BaseException) -> None:
         """An operation failed in a way a retry may fix: stop trusting the database until a probe says so."""
         self._set_problem(f"database unreachable: {reason_of(exc)}")
-        self._trouble.set()
 
     async def run(self, work: Callable[..., T], *args: object) -> T:
         """``work(engine, *args)`` in a worker thread; transient failures mark the database unusable.
@@ -185,6 +184,9 @@ class Database:
             self._usable.set()
         else:
             self._usable.clear()
+            # Whoever found it (readiness, a store operation), the supervisor must now probe until
+            # the database answers: nothing else makes it usable again.
+            self._trouble.set()
 
     async def _supervise(self) -> None:
         while True:

@@ -16,6 +16,7 @@ What must hold (interface.md, architecture.md, the store's contract):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -33,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from robustness.traffic import load_patients
 from service.app import create_app
+from service.store.connection import Database
 from service.store.database import DEFAULT_CONNECT_TIMEOUT_SECONDS
 from service.store.store import SUPPRESSION_READ_SECONDS
 from tests.conftest import REPO_ROOT, SettingsFactory
@@ -180,6 +182,24 @@ def test_database_down_cards_still_answered_audit_written_when_it_returns(
     assert _feedback(client, card) == 200
     assert _stored_feedback(scratch_url, [card["uuid"]]) == {card["uuid"]}
     assert _lost(client) == 0
+
+
+async def test_an_outage_only_a_readiness_probe_saw_still_ends_by_itself(proxy: TcpProxy, scratch_url: str) -> None:
+    """The readiness probe found the database down and no store operation did: once it is back, the
+    supervisor must find out without anyone probing again. It stayed 'down' for good: audit
+    records unwritten, suppressions ignored, JWT ids only in memory, until readiness was asked."""
+    proxied = make_url(scratch_url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    database = Database(proxied, retry_seconds=0.1, migrate_on_start=False, connect_timeout_seconds=2)
+    database.start()
+    try:
+        await asyncio.wait_for(database.wait_usable(), WAIT_SECONDS)
+        proxy.set_mode("refuse")
+        proxy.cut()
+        assert await database.probe() is not None  # what GET /health/ready does
+        proxy.set_mode("forward")
+        await asyncio.wait_for(database.wait_usable(), WAIT_SECONDS)  # nobody else probes here
+    finally:
+        await database.close()
 
 
 def test_audit_queue_overflow_drops_the_newest_and_counts_them(
