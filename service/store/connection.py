@@ -17,7 +17,14 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.store.database import describe_url, ensure_sqlite_directory, is_transient, make_engine, reason_of
+from service.store.database import (
+    describe_url,
+    ensure_sqlite_directory,
+    is_transient,
+    make_engine,
+    read_only_problem,
+    reason_of,
+)
 from service.store.errors import DatabaseUnreachable, MigrationError
 from service.store.migrate import SchemaInfo, load_schema_info, schema_problem, upgrade_database
 
@@ -143,10 +150,11 @@ class Database:
                 return f"database unreachable: cannot create its directory: {exc}"
         try:
             with self.engine.connect() as connection:
-                problem = schema_problem(connection, self._schema, on_newer=self._newer_schema)
+                read_only = read_only_problem(connection)
+                problem = read_only or schema_problem(connection, self._schema, on_newer=self._newer_schema)
         except sa.exc.SQLAlchemyError as exc:
             return f"database unreachable: {reason_of(exc)}"
-        if problem is None or not self._migrate_on_start:
+        if problem is None or read_only or not self._migrate_on_start:
             return problem
         log.info("applying migrations (CDS_MIGRATE_ON_START)", extra={"fields": {"database": describe_url(self.url)}})
         try:

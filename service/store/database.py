@@ -29,6 +29,7 @@ __all__ = [
     "ensure_sqlite_directory",
     "insert_or_skip",
     "is_transient",
+    "read_only_problem",
     "reason_of",
     "as_utc",
     "clean_text",
@@ -44,8 +45,10 @@ _SQLITE_BUSY_TIMEOUT_MS = 10_000
 _SQLITE_WAL_RETRY_SECONDS = 0.005
 
 # SQLSTATEs that mean "not now" rather than "never": the schema is not there yet, a
-# transaction lost a race, or the server is shutting down. Anything else is about the data.
-_TRANSIENT_SQLSTATES = frozenset({"42P01", "42703", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
+# transaction lost a race, the server is shutting down, or it takes no writes (25006: a standby
+# after a failover, default_transaction_read_only): records wait for it as for a database that is
+# down, instead of being dropped as bad data. Anything else is about the data.
+_TRANSIENT_SQLSTATES = frozenset({"42P01", "42703", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "25006"})
 
 
 def describe_url(url: str | URL) -> str:
@@ -180,6 +183,15 @@ def insert_or_skip(connection: sa.Connection, table: sa.Table, unique: Sequence[
     if connection.dialect.name == "postgresql":
         return postgresql_insert(table).on_conflict_do_nothing(index_elements=list(unique))
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(unique))
+
+
+def read_only_problem(connection: sa.Connection) -> str | None:
+    """Why the database will take no writes (PostgreSQL), or None: a SELECT alone says it is fine."""
+    if connection.dialect.name != "postgresql":
+        return None
+    if connection.execute(sa.text("SHOW transaction_read_only")).scalar() == "on":
+        return "database is read-only (a hot standby, or default_transaction_read_only is on): nothing can be stored"
+    return None
 
 
 def is_transient(exc: BaseException) -> bool:

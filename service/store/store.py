@@ -208,14 +208,24 @@ class Store:
             return False
         if not self._database.known_down:
             try:
-                new = await self._database.run(remember_in_database, issuer, jti, expires_at)
+                # Bounded as the suppression read is: a silent database must not hold every call.
+                new = await asyncio.wait_for(
+                    self._database.run(remember_in_database, issuer, jti, expires_at), SUPPRESSION_READ_SECONDS
+                )
                 if new:
                     self._accepted_jtis.add(issuer, jti)
                 return new
+            except TimeoutError:
+                reason = f"the database did not answer within {SUPPRESSION_READ_SECONDS:g} s"
+                self._database.report_trouble(TimeoutError(reason))
+                log.warning("JWT id check falls back to memory", extra={"fields": {"reason": reason}})
             except sa.exc.SQLAlchemyError as exc:
-                log.warning(
-                    "JWT id check falls back to memory", extra={"fields": {"reason": reason_of(exc)}}
-                )
+                if not is_transient(exc):
+                    # Reachable but refusing the write (an exhausted id sequence, say): nothing to
+                    # wait out, so no memory fallback that would wave replays through across replicas.
+                    log.error("JWT id check failed", extra={"fields": {"reason": reason_of(exc)}})
+                    raise StoreUnavailable(f"the jti replay check failed: {reason_of(exc)}") from exc
+                log.warning("JWT id check falls back to memory", extra={"fields": {"reason": reason_of(exc)}})
         return self._jtis.remember(issuer, jti, expires_at)
 
     async def prune_expired_jtis(self, now: datetime | None = None) -> int:

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from service.store import Store, upgrade_database
+from service.store import Store, StoreUnavailable, upgrade_database
 from service.store.replay import AcceptedJtis
 from tests.robustness.tcp_proxy import proxy_to
 from tests.store.helpers import AbsentDatabase, ScratchPostgres, eventually, rows
@@ -159,3 +160,31 @@ async def test_ids_still_only_in_memory_at_shutdown_are_logged_as_not_written(
     await store.close()
     (line,) = [record for record in caplog.records if record.getMessage().startswith("JWT ids seen during the outage not written at shutdown")]
     assert line.levelname == "ERROR" and line.fields["ids"] == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_a_silent_database_does_not_hold_the_replay_check(store: Store, migrated_url: str) -> None:
+    """Another session holds the table (as a stalled server would hold the insert): the check gives
+    up after a second and remembers the id in memory, as during an outage, and the id reaches
+    the database once it answers again."""
+    engine = sa.create_engine(migrated_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as holder:
+            holder.execute(sa.text("LOCK TABLE seen_jwt IN ACCESS EXCLUSIVE MODE"))
+            # A generous bound (the check gives up after 1 s), not a speed claim: unbounded, it waited out the 30 s statement timeout.
+            assert await asyncio.wait_for(store.remember_jti(ISSUER, "jti-stalled", EXPIRES), 10) is True
+            assert await store.remember_jti(ISSUER, "jti-stalled", EXPIRES) is False
+            holder.rollback()
+    finally:
+        engine.dispose()
+    await eventually(lambda: rows(migrated_url, "SELECT count(*) FROM seen_jwt WHERE jti = 'jti-stalled'") == [(1,)])
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_a_database_that_refuses_the_write_for_good_fails_the_check(store: Store, migrated_url: str) -> None:
+    """Not an outage (here: the id sequence exhausted): no memory fallback, which would let every
+    replica accept the same token; the caller answers 503."""
+    sequence = rows(migrated_url, "SELECT pg_get_serial_sequence('seen_jwt', 'id')")[0][0]
+    rows(migrated_url, f"SELECT setval('{sequence}', (SELECT seqmax FROM pg_sequence WHERE seqrelid = '{sequence}'::regclass))")
+    with pytest.raises(StoreUnavailable, match="the jti replay check failed"):
+        await store.remember_jti(ISSUER, "jti-no-room", EXPIRES)
