@@ -17,6 +17,11 @@ __all__ = ["Invocation", "CardIssued", "Feedback", "Suppression", "SeenJwt", "me
 
 metadata = SQLModel.metadata
 
+# Row ids are 64-bit (migration 0003): a 32-bit sequence ran out after 2^31 rows, and seen_jwt
+# takes one per authenticated call, replays included. SQLite's INTEGER PRIMARY KEY already is
+# 64-bit, and only that spelling auto-increments there.
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 class Invocation(SQLModel, table=True):
     """One hook call: which service answered whom (hashed), how, and with which catalogue."""
@@ -27,7 +32,7 @@ class Invocation(SQLModel, table=True):
         sa.Index("ix_invocation_patient_hash", "patient_hash"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ID)
     service_id: str = Field(sa_type=sa.Text, nullable=False)
     hook: str = Field(sa_type=sa.Text, nullable=False)
     hook_instance: str = Field(sa_type=sa.Text, nullable=False)
@@ -50,9 +55,10 @@ class CardIssued(SQLModel, table=True):
         sa.Index("ix_card_issued_rule_id", "rule_id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ID)
     uuid: str = Field(sa_type=sa.Text, nullable=False)
     invocation_id: int = Field(
+        sa_type=_ID,
         sa_column_args=[sa.ForeignKey("invocation.id", name="fk_card_issued_invocation_id", ondelete="CASCADE")],
         nullable=False,
     )
@@ -77,7 +83,7 @@ class Feedback(SQLModel, table=True):
         sa.Index("ix_feedback_card_uuid", "card_uuid"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ID)
     identity: str = Field(sa_type=sa.Text, nullable=False)
     card_uuid: str = Field(sa_type=sa.Text, nullable=False)
     service_id: str = Field(sa_type=sa.Text, nullable=False)
@@ -103,12 +109,13 @@ class Suppression(SQLModel, table=True):
         sa.Index("ix_suppression_patient_hash_ends_before", "patient_hash", "ends_before"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ID)
     patient_hash: str = Field(sa_type=sa.Text, nullable=False)
     rule_id: str = Field(sa_type=sa.Text, nullable=False)
     starts_on: date = Field(nullable=False)
     ends_before: date = Field(nullable=False)
     feedback_id: int = Field(
+        sa_type=_ID,
         sa_column_args=[sa.ForeignKey("feedback.id", name="fk_suppression_feedback_id", ondelete="CASCADE")],
         nullable=False,
     )
@@ -123,7 +130,7 @@ class SeenJwt(SQLModel, table=True):
         sa.Index("ix_seen_jwt_expires_at", "expires_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ID)
     issuer: str = Field(sa_type=sa.Text, nullable=False)
     jti: str = Field(sa_type=sa.Text, nullable=False)
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)

@@ -180,3 +180,45 @@ def test_0002_drops_the_raw_patient_id_from_stored_evidence(database_url: str) -
         ("card-2", ["Patient"]),
         ("card-3", []),
     ]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_0003_ids_go_past_32_bits_with_rows_kept(database_url: str) -> None:
+    """Rows written at 0002 keep their ids; afterwards every id sequence continues past 2^31 - 1."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            command.upgrade(alembic_config(connection=connection), "0002")
+            connection.commit()
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO seen_jwt (issuer, jti, expires_at) VALUES ('i', 'kept', :at)"), {"at": datetime(2030, 1, 1, tzinfo=UTC)})
+    finally:
+        engine.dispose()
+    upgrade_database(database_url)
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            for table in ("invocation", "card_issued", "feedback", "suppression", "seen_jwt"):
+                sequence = connection.execute(sa.text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar_one()
+                connection.execute(sa.text("SELECT setval(:s, 2147483647)"), {"s": sequence})
+                assert connection.execute(sa.text("SELECT nextval(:s)"), {"s": sequence}).scalar_one() == 2**31
+            invocation = connection.execute(
+                sa.text(
+                    "INSERT INTO invocation (service_id, hook, hook_instance, patient_hash, status, duration_ms,"
+                    " catalogue_version, received_at, skipped_resources)"
+                    " VALUES ('s', 'patient-view', 'h', 'hash', 200, 1.0, 'v', :at, '[]') RETURNING id"
+                ),
+                {"at": datetime(2026, 11, 1, tzinfo=UTC)},
+            ).scalar_one()
+            connection.execute(
+                sa.text(
+                    "INSERT INTO card_issued (uuid, invocation_id, rule_id, rule_version, indicator, evidence,"
+                    " suggestion_uuids, patient_hash) VALUES ('c', :invocation, 'r', '1', 'info', '[]', '[]', 'hash')"
+                ),
+                {"invocation": invocation},
+            )
+    finally:
+        engine.dispose()
+    assert invocation > 2**31
+    assert rows(database_url, "SELECT jti FROM seen_jwt") == [("kept",)]
+    assert rows(database_url, "SELECT invocation_id FROM card_issued") == [(invocation,)]
