@@ -28,6 +28,7 @@ from service.privacy import PatientHasher, load_or_create_key
 from service.settings import Settings
 from service.state import AppState, utc_now
 from service.store import Store, SuppressionPolicy
+from service.store.database import checked_url
 
 __all__ = ["create_app"]
 
@@ -59,6 +60,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     hasher = _patient_hasher(settings)
     trusted_clients = load_clients(settings)  # a broken trusted clients file fails here, at start
     fhir_allowlist = ServerAllowlist(settings.fhir_server_allowlist)  # a bad entry fails here, at start
+    try:  # here too: in the lifespan it was a traceback from uvicorn
+        checked_url(settings.database_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -189,6 +189,7 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     from service.store import DatabaseUnreachable, MigrationError, describe_url, upgrade_database, wait_for_database
+    from service.store.migrate import load_schema_info
 
     settings = load_settings()
     shown = describe_url(settings.database_url)
@@ -208,7 +209,9 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         raise UsageError(f"{exc} (check CDS_DATABASE_URL, or that the database server is running)") from None
     except (MigrationError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    print(f"database {shown} is at revision {revision}")
+    head = load_schema_info().head
+    newer = "" if revision == head else f" (newer than this build's {head}: nothing to apply)"
+    print(f"database {shown} is at revision {revision}{newer}")
     return 0
 
 

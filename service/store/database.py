@@ -28,6 +28,7 @@ __all__ = [
     "sqlite_file",
     "ensure_sqlite_directory",
     "insert_or_skip",
+    "checked_url",
     "is_transient",
     "read_only_problem",
     "reason_of",
@@ -55,7 +56,7 @@ def describe_url(url: str | URL) -> str:
     """The URL with its password masked, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number ("[::1/db")
         return "<unparseable database URL>"
 
 
@@ -63,7 +64,7 @@ def sqlite_file(url: str | URL) -> Path | None:
     """The file of a SQLite URL, or None for another database or an in-memory one."""
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return None
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
@@ -77,6 +78,10 @@ def ensure_sqlite_directory(url: str | URL) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+# The one driver installed per database: postgresql:// (SQLAlchemy's default would be psycopg2) gets it too.
+_DRIVERS = {"postgresql": "psycopg", "sqlite": "pysqlite"}
+
+
 def make_engine(
     url: str | URL, *, connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS, for_migrations: bool = False
 ) -> Engine:
@@ -85,21 +90,35 @@ def make_engine(
     ``for_migrations``: one connection, no pool and no statement timeout (a long migration is
     fine; the advisory lock that serialises replicas lives on that one connection).
     """
+    parsed = checked_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, connect_timeout_seconds=connect_timeout_seconds, for_migrations=for_migrations)
+    return _postgresql_engine(parsed, connect_timeout_seconds=connect_timeout_seconds, for_migrations=for_migrations)
+
+
+def checked_url(url: str | URL) -> URL:
+    """``CDS_DATABASE_URL`` parsed, with the driver this build ships; ``ValueError`` saying what is wrong."""
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number ("[::1/db")
         raise ValueError("CDS_DATABASE_URL: not a database URL; expected e.g. sqlite:///var/back-knee-cds.sqlite3") from None
     backend = parsed.get_backend_name()
+    driver = _DRIVERS.get(backend)
+    if driver is None:
+        raise ValueError(f"CDS_DATABASE_URL: unsupported database '{backend}' in {describe_url(parsed)}; use sqlite:/// or postgresql+psycopg://")
+    if parsed.get_driver_name() != driver:
+        if "+" in parsed.drivername:
+            raise ValueError(
+                f"CDS_DATABASE_URL: driver '{parsed.get_driver_name()}' is not installed; use {backend}+{driver}:// "
+                f"(or {backend}://) in {describe_url(parsed)}"
+            )
+        parsed = parsed.set(drivername=f"{backend}+{driver}")  # postgresql:// means psycopg 3 here
     if backend == "sqlite" and sqlite_file(parsed) is None:
         raise ValueError(
             "CDS_DATABASE_URL: in-memory SQLite is not supported (every connection would see its own empty "
             "database); name a file, e.g. sqlite:///var/back-knee-cds.sqlite3"
         )
-    if backend == "sqlite":
-        return _sqlite_engine(parsed, connect_timeout_seconds=connect_timeout_seconds, for_migrations=for_migrations)
-    if backend == "postgresql":
-        return _postgresql_engine(parsed, connect_timeout_seconds=connect_timeout_seconds, for_migrations=for_migrations)
-    raise ValueError(f"CDS_DATABASE_URL: unsupported database '{backend}' in {describe_url(parsed)}; use sqlite:/// or postgresql+psycopg://")
+    return parsed
 
 
 def _sqlite_engine(url: URL, *, connect_timeout_seconds: float, for_migrations: bool) -> Engine:

@@ -18,7 +18,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from service.store.database import (
@@ -94,7 +93,7 @@ def schema_problem(
     migrations are written to be additive, so the older replica keeps serving; ``on_newer``
     hears the revision so the caller can say so in the log.
     """
-    current = MigrationContext.configure(connection).get_current_revision()
+    current = current_revision(connection)
     if current == schema.head:
         return None
     if current is None:
@@ -104,6 +103,17 @@ def schema_problem(
             on_newer(current)
         return None
     return f"migrations not applied: the database is at revision {current}, this build needs {schema.head}; run `back-knee-cds db upgrade`"
+
+
+def current_revision(connection: sa.Connection) -> str | None:
+    """The database's Alembic revision, None before any migration.
+
+    Read from ``alembic_version`` itself: Alembic's MigrationContext logs two INFO lines each
+    time it is made, which on every readiness probe was most of the service's log.
+    """
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 @contextmanager
@@ -145,9 +155,14 @@ def upgrade_database(url: str, *, connect_timeout_seconds: float = DEFAULT_CONNE
     engine = _admin_engine(url, shown=shown, connect_timeout_seconds=connect_timeout_seconds)
     try:
         with engine.connect() as connection, _ALEMBIC_RUN:
+            current = current_revision(connection)
+            if current is not None and current not in load_schema_info().known:
+                # A newer release's schema (a rollback, an older init job): nothing here applies,
+                # and this build serves on it (migrations are additive). Alembic would raise.
+                return current
             # env.py takes the cross-process migration lock on this connection.
             command.upgrade(alembic_config(connection=connection), "head")
-            revision = MigrationContext.configure(connection).get_current_revision()
+            revision = current_revision(connection)
             connection.commit()
     except sa.exc.SQLAlchemyError as exc:
         if is_transient(exc):

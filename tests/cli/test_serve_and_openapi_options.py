@@ -89,6 +89,20 @@ def test_an_unusable_patient_key_stops_the_start_with_one_line(
 
 
 @pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg2://cds@127.0.0.1/cds", "CDS_DATABASE_URL: driver 'psycopg2' is not installed"),
+        ("mysql://cds@127.0.0.1/cds", "CDS_DATABASE_URL: unsupported database 'mysql'"),
+        ("sqlite://", "CDS_DATABASE_URL: in-memory SQLite is not supported"),
+    ],
+)
+def test_an_unusable_database_url_stops_the_start_with_one_line(make_settings: SettingsFactory, url: str, expected: str) -> None:
+    """Found when the app is built, as the other settings are; from the lifespan it was uvicorn's traceback."""
+    with pytest.raises(ConfigError, match=expected):
+        create_app(make_settings(database_url=url))
+
+
+@pytest.mark.parametrize(
     ("argv", "expected"),
     [
         (["serve", "--port", "abc"], "error: back-knee-cds serve: argument --port: invalid int value: 'abc'"),

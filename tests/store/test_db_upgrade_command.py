@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from service.cli import main
 from service.store.migrate import load_schema_info
@@ -47,6 +48,10 @@ def test_an_unreachable_database_fails_after_the_wait_in_one_line_without_the_pa
         ("not a url", "error: CDS_DATABASE_URL: not a database URL"),
         ("mysql://cds@127.0.0.1/cds", "error: CDS_DATABASE_URL: unsupported database 'mysql'"),
         ("sqlite://", "error: CDS_DATABASE_URL: in-memory SQLite is not supported"),
+        # Tracebacks before: the usual SQLAlchemy spellings of drivers this build does not ship, a broken port.
+        ("postgresql+psycopg2://cds@127.0.0.1/cds", "error: CDS_DATABASE_URL: driver 'psycopg2' is not installed; use postgresql+psycopg://"),
+        ("postgresql+asyncpg://cds@127.0.0.1/cds", "error: CDS_DATABASE_URL: driver 'asyncpg' is not installed"),
+        ("postgresql+psycopg://cds@[::1/cds", "error: CDS_DATABASE_URL: not a database URL"),
     ],
 )
 def test_a_bad_url_is_one_line(url: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,3 +59,21 @@ def test_a_bad_url_is_one_line(url: str, message: str, monkeypatch: pytest.Monke
     assert main(["db", "upgrade", "--wait", "0.1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_a_database_newer_than_this_build_is_left_alone(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An older build's `db upgrade` (a rollback, an init job) against a newer release's schema:
+    nothing to apply, and it serves on it. Before: Alembic's "Can't locate revision" traceback."""
+    engine = sa.create_engine(migrated_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("CDS_DATABASE_URL", migrated_url)
+    assert main(["db", "upgrade"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.endswith(f"is at revision 9999 (newer than this build's {load_schema_info().head}: nothing to apply)")
+    assert rows(migrated_url, "SELECT version_num FROM alembic_version") == [("9999",)]
