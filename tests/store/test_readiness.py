@@ -65,3 +65,18 @@ async def test_a_schema_newer_than_this_build_still_serves(migrated_url: str, ca
         await store.close()
     newer = [record for record in caplog.records if record.getMessage().startswith("database schema is newer")]
     assert len(newer) == 1
+
+
+async def test_a_readiness_probe_writes_no_log_line_while_nothing_changes(migrated_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Orchestrators probe every few seconds: Alembic's two INFO lines per probe were most of the log."""
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    try:
+        assert await store.check_ready() is None
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            for _ in range(3):
+                assert await store.check_ready() is None
+    finally:
+        await store.close()
+    assert [record.getMessage() for record in caplog.records if record.levelno >= 20 and "alembic" in record.name] == []
