@@ -38,6 +38,8 @@ _RECONCILE_EVERY_SECONDS = 60.0
 # partition: no error until libpq's tcp_user_timeout, 5 s) must not hold the chart that long;
 # after this the call goes on without suppressions, as when the database is known to be down.
 SUPPRESSION_READ_SECONDS = 1.0
+# GET /health/ready answers within this (the image's HEALTHCHECK waits 4 s for it).
+READY_CHECK_SECONDS = 2.0
 
 
 class Store:
@@ -114,7 +116,14 @@ class Store:
         failure = self._writer.failure
         if failure is not None:
             return failure
-        return await self._database.probe()
+        try:
+            # The probe goes on (it is shared and shielded); readiness answers within the orchestrator's limit.
+            return await asyncio.wait_for(self._database.probe(), READY_CHECK_SECONDS)
+        except TimeoutError:
+            return (
+                f"database check did not finish within {READY_CHECK_SECONDS:g} s "
+                "(a silent database, or another process holding a lock the check waits for, such as a migration's)"
+            )
 
     @property
     def audit_backlog(self) -> int:

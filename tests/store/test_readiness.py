@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,21 @@ async def test_a_readiness_probe_writes_no_log_line_while_nothing_changes(migrat
     finally:
         await store.close()
     assert [record.getMessage() for record in caplog.records if record.levelno >= 20 and "alembic" in record.name] == []
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_readiness_answers_in_bounded_time_when_the_check_cannot_finish(migrated_url: str) -> None:
+    """Another session holds what the check reads (as a long migration holds its lock): 503 saying so, not a hang."""
+    store = Store(migrated_url, retry_seconds=0.05)
+    await store.start()
+    engine = sa.create_engine(migrated_url, poolclass=sa.pool.NullPool)
+    try:
+        assert await store.check_ready() is None
+        with engine.connect() as holder:
+            holder.execute(sa.text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+            reason = await asyncio.wait_for(store.check_ready(), 10)  # a generous bound: unbounded it waited 30 s
+            holder.rollback()
+        assert reason is not None and reason.startswith("database check did not finish within 2 s")
+    finally:
+        engine.dispose()
+        await store.close()
