@@ -166,11 +166,15 @@ class Database:
         except sa.exc.SQLAlchemyError as exc:  # the check after migrating
             return f"database unreachable: {reason_of(exc)}"
         except MigrationError as exc:
-            log.error("migrations failed", extra={"fields": {"reason": str(exc)}})
-            return f"migrations failed: {reason_of(exc.__cause__ or exc)}"
+            problem = f"migrations failed: {reason_of(exc.__cause__ or exc)}"
+            if problem != self._problem:  # once per reason, not on every probe (each retry_seconds)
+                log.error("migrations failed", extra={"fields": {"reason": str(exc)}})
+            return problem
         except Exception as exc:  # a broken migration script: report it, keep the service up and not ready
-            log.exception("migrations failed")
-            return f"migrations failed: {reason_of(exc)}"
+            problem = f"migrations failed: {reason_of(exc)}"
+            if problem != self._problem:
+                log.exception("migrations failed")
+            return problem
 
     def _newer_schema(self, revision: str) -> None:
         if revision != self._newer_revision_seen:

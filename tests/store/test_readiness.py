@@ -99,3 +99,25 @@ async def test_readiness_answers_in_bounded_time_when_the_check_cannot_finish(mi
     finally:
         engine.dispose()
         await store.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_a_migration_that_keeps_failing_is_logged_once(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Each probe (every retry_seconds) tries again; the error is logged when its reason changes, not each time."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE invocation (id integer)"))  # in the first migration's way
+    finally:
+        engine.dispose()
+    store = Store(database_url, retry_seconds=0.05, migrate_on_start=True)
+    with caplog.at_level("ERROR"):
+        await store.start()
+        try:
+            for _ in range(5):
+                reason = await store.check_ready()
+                assert reason is not None and reason.startswith("migrations failed")
+                await asyncio.sleep(0.1)
+        finally:
+            await store.close()
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == ["migrations failed"]
