@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 __all__ = ["PatientHasher", "load_or_create_key", "stored_reference"]
@@ -40,11 +41,17 @@ def load_or_create_key(path: Path) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode("ascii")
+    # Written whole under a temporary name, then linked into place: when workers or replicas start
+    # at once, one key wins and the others read it complete (an O_EXCL create is visible empty
+    # before its key is written, and a second starter read b"").
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
-        # O_EXCL: when two workers start at once, one writes and the other reads its key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return path.read_bytes().strip()
+    finally:
+        os.unlink(temporary)
     return key
