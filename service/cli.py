@@ -47,7 +47,18 @@ def load_settings() -> Settings:
 #   a second (MagicStack/uvloop#123). Typical body at concurrency 32 on one CPU: p99 560-600 ms
 #   with uvloop, 100-120 ms with asyncio, at the same throughput.
 # - no access line from uvicorn: the app writes one line per request itself (request_context).
-UVICORN_OPTIONS: dict[str, Any] = {"loop": "asyncio", "log_config": None, "proxy_headers": True, "access_log": False}
+# - a bounded graceful shutdown: uvicorn otherwise waits for every open request, and one client
+#   whose body stalls kept it waiting until a KILL, which skipped flushing the audit queue. After
+#   SHUTDOWN_GRACE_SECONDS it cancels what is left and the store still gets its ~11 s to flush:
+#   within the 30 s a container orchestrator gives by default.
+SHUTDOWN_GRACE_SECONDS = 10
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "asyncio",
+    "log_config": None,
+    "proxy_headers": True,
+    "access_log": False,
+    "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
+}
 
 
 def _check_serve_options(args: argparse.Namespace) -> None:

@@ -9,6 +9,8 @@ answer binds ``patient`` and ``cards`` (see ``routes.call_service``) and its lin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from urllib.parse import quote
@@ -41,12 +43,24 @@ class RequestLogContextMiddleware:
         with request_log_context() as bound:
             try:
                 await self.app(scope, receive, watch.send)
+            except asyncio.CancelledError:
+                # Only the server cancels a request: its graceful shutdown ran out of time
+                # (cli.SHUTDOWN_GRACE_SECONDS), e.g. waiting for a body that stalled. Answer 503 if
+                # nothing was sent yet and end here, instead of uvicorn's "Exception in ASGI application".
+                if not watch.started:
+                    with contextlib.suppress(Exception):  # the client may be gone too
+                        await _shutting_down(watch.send)
             finally:
                 if log.isEnabledFor(logging.INFO):
                     log.info(
                         HOOK_ANSWERED if "cards" in bound else REQUEST_ANSWERED,
                         extra={"fields": _request_line_fields(scope, watch.status, time.perf_counter() - started)},
                     )
+
+
+async def _shutting_down(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": b'{"error": "the service is shutting down; retry"}'})
 
 
 def _request_line_fields(scope: Scope, status: int, seconds: float) -> dict[str, object]:
