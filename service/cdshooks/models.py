@@ -105,7 +105,8 @@ _CONTEXT_SCHEMA: dict[str, Any] = {
 
 class HookRequest(_Incoming):
     hook: str = Field(min_length=1)
-    hookInstance: str = Field(min_length=1)
+    # A UUID in CDS Hooks; bounded because it is stored with every audit record.
+    hookInstance: str = Field(min_length=1, max_length=128)
     fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any] = Field(json_schema_extra=_CONTEXT_SCHEMA)

@@ -28,14 +28,24 @@ def _model(resource_type: str) -> type[BaseModel]:
     return get_fhir_model_class(resource_type)  # type: ignore[no-any-return]
 
 
+# A FHIR id has at most 64 characters; a longer one (or type name) is cut, so what a client sends
+# cannot make a skip line, kept in the validation memo and the audit record, megabytes long.
+_MAX_NAME = 64
+_MAX_SKIP_LINE = 500
+
+
 def describe(resource: dict[str, Any]) -> str:
     """``Condition/abc`` for messages. A Patient is named by type only: its id is a patient id."""
     resource_type = resource.get("resourceType")
-    name = resource_type if isinstance(resource_type, str) else "resource"
+    name = _cut(resource_type, _MAX_NAME) if isinstance(resource_type, str) else "resource"
     resource_id = resource.get("id")
     if name != "Patient" and isinstance(resource_id, str):
-        return f"{name}/{resource_id}"
+        return f"{name}/{_cut(resource_id, _MAX_NAME)}"
     return name
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ValidationMemo:
@@ -128,11 +138,11 @@ def _why_part_invalid(part: dict[str, Any]) -> str | None:
     try:
         _model(part["resourceType"]).model_validate(_lenient(part))
     except ValidationError as exc:
-        return f"{describe(part)}: not valid FHIR R4: {_reasons(exc)}"
+        return _cut(f"{describe(part)}: not valid FHIR R4: {_reasons(exc)}", _MAX_SKIP_LINE)
     except (AttributeError, TypeError) as exc:
         # fhir.resources 8.3 crashes instead of failing validation on a primitive extension
         # that is JSON but not an object ("_birthDate": "0"); the resource is invalid all the same.
-        return f"{describe(part)}: not valid FHIR R4: {type(exc).__name__}: {exc}"
+        return _cut(f"{describe(part)}: not valid FHIR R4: {type(exc).__name__}: {exc}", _MAX_SKIP_LINE)
     return None
 
 

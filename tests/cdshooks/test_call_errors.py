@@ -59,6 +59,14 @@ def test_bad_context_is_400(client: TestClient, context: object) -> None:
     assert "context" in response.json()["error"]
 
 
+def test_a_hook_instance_longer_than_any_uuid_is_400(client: TestClient) -> None:
+    """It is stored with every audit record: 4 MB of it was, before."""
+    response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH, hookInstance="h" * 129))
+    assert response.status_code == 400
+    assert response.json()["error"] == "hookInstance: String should have at most 128 characters"
+    assert client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH, hookInstance="h" * 128)).status_code == 200
+
+
 def test_hook_the_service_does_not_serve_is_400(client: TestClient) -> None:
     response = client.post(URL, json=hook_request(hook="order-sign", prefetch=EMPTY_PREFETCH))
     assert response.status_code == 400

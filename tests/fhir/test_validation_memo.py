@@ -81,3 +81,13 @@ def test_made_up_keys_do_not_grow_the_key_decisions_without_limit() -> None:
         noisy = {**condition(OA, resource_id=f"n{batch}"), **{f"made-up-{batch}-{n}": n for n in range(400)}}
         assert memo.why_invalid(noisy) is None  # unread elements: not validated, whatever they hold
     assert all(len(decisions) <= validation._SEEN_LIMIT for decisions in validation._SEEN_BY_TYPE.values())
+
+
+def test_a_skip_line_stays_short_whatever_the_resource_sends(definitions: FactDefinitions) -> None:
+    """Kept in the memo and stored in the audit record: a 1 MB id (or 1 MB of unknown keys) must not be."""
+    huge_id = condition(OA, onset="not a date", resource_id="x" * 1_000_000)
+    huge_keys = condition(OA, onset="not a date", resource_id="keys", **{f"k{'y' * 100_000}{n}": n for n in range(10)})
+    facts = _facts(definitions, ValidationMemo(100), huge_id, huge_keys)
+    assert len(facts.skipped) == 2
+    assert facts.skipped[0].startswith("Condition/" + "x" * 63 + "…: not valid FHIR R4")
+    assert all(len(line) <= 500 for line in facts.skipped)
