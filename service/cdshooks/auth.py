@@ -65,7 +65,10 @@ class JwtAuthMiddleware:
             if len(authorizations) > 1:
                 raise AuthFailure("header", "more than one Authorization header")
             base = state.settings.public_base_url or _request_base(scope, headers)
-            identity = await verifier.verify(authorizations[0] if authorizations else None, audiences=audiences_for(base, path))
+            client = scope.get("client")
+            identity = await verifier.verify(
+                authorizations[0] if authorizations else None, audiences=audiences_for(base, path), caller=client[0] if client else ""
+            )
         except AuthFailure as failure:
             state.metrics.auth_failures.labels(check=failure.check).inc()
             log.warning(
@@ -76,7 +79,7 @@ class JwtAuthMiddleware:
             return
         except StoreUnavailable as exc:
             log.error(
-                "request refused (503): the jti replay check cannot reach the database",
+                "request refused (503): the jti replay check cannot be made",
                 extra={"fields": {"reason": str(exc), "path": path}},
             )
             response = error_response(503, "the service cannot check this token for replay right now (database unavailable); retry shortly")

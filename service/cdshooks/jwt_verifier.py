@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,10 @@ MAX_JTI_LENGTH = 255
 # CDS clients sign a fresh token per call, living minutes (the sandbox: 5). A far exp would keep
 # its jti in the database for as long, and a stolen token usable as long.
 MAX_LIFETIME_SECONDS = 24 * 3600
+# jku URLs remembered per issuer as proven (a client rotates among a few, not hundreds).
+_PROVEN_JKUS_PER_ISSUER = 8
+# (issuer, caller address) pairs whose last new-jku fetch is remembered.
+_NEW_JKU_CALLERS = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -90,10 +95,17 @@ class JwtVerifier:
         self._skew = clock_skew_seconds
         self._min_new_jku = min_new_jku_seconds
         self._clock = clock
-        self._last_new_jku: dict[str, float] = {}  # issuer -> when a not-yet-cached jku URL was last fetched
+        # (issuer, caller address) -> when a not-yet-cached jku URL was last fetched for it. Per caller
+        # too: forged tokens from one address cannot use up the real EHR's chance (no key is needed
+        # to send one). Bounded: the oldest entries go first.
+        self._last_new_jku: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # issuer -> jku URLs whose keys verified one of its tokens: exempt from the new-URL limit,
+        # which forged tokens (no key needed) could otherwise hold, locking the real client out.
+        self._proven_jkus: dict[str, OrderedDict[str, None]] = {}
 
-    async def verify(self, authorization: str | None, *, audiences: Collection[str]) -> ClientIdentity:
-        """The caller's identity, or :class:`AuthFailure`. ``audiences``: the URLs ``aud`` may name.
+    async def verify(self, authorization: str | None, *, audiences: Collection[str], caller: str = "") -> ClientIdentity:
+        """The caller's identity, or :class:`AuthFailure`. ``audiences``: the URLs ``aud`` may name;
+        ``caller``: the client's address (new jku URLs are rate-limited per issuer and address).
 
         Raises ``StoreUnavailable`` (from the store) when the replay check cannot be made.
         """
@@ -116,30 +128,42 @@ class JwtVerifier:
         client = self._clients.get(issuer) if isinstance(issuer, str) else None
         if client is None:
             raise AuthFailure("iss", f"iss {str(issuer)[:200]!r} is not a trusted client")
-        key = await self._find_key(client, kid=kid, jku=header.get("jku"))
+        key, jku = await self._find_key(client, kid=kid, jku=header.get("jku"), caller=caller)
         if not key.verifies(alg):
             raise AuthFailure("alg", f"key '{kid}' does not verify {alg} (it verifies {', '.join(sorted(key.algorithms))})", issuer=client.iss)
         claims = self._verified_claims(token, key=key, alg=alg, issuer=client.iss)
+        if jku is not None:
+            self._prove_jku(client.iss, jku)
         _check_audience(claims.get("aud"), audiences, issuer=client.iss)
         return await self._check_replay(claims, issuer=client.iss)
 
-    async def _find_key(self, client: TrustedClient, *, kid: str, jku: Any) -> VerificationKey:
+    async def _find_key(self, client: TrustedClient, *, kid: str, jku: Any, caller: str) -> tuple[VerificationKey, str | None]:
+        """The key, and the jku URL it came from (None for a pinned key or the client's jwks_url)."""
         key = client.keys.get(kid)
         if key is not None:
-            return key
+            return key, None
         if client.jwks_url is not None:
             key = await self._jwks.find(client.jwks_url, kid)
             if key is not None:
-                return key
+                return key, None
         if jku is None:
             raise AuthFailure("kid", f"kid '{kid}' is not among the keys of {client.iss} and the token has no jku", issuer=client.iss)
         jku = self._allowed_jku(client, kid=kid, jku=jku)
-        if not self._jwks.knows(jku) and not self._may_fetch_new_jku(client.iss):
+        new = not self._jwks.knows(jku) and jku not in self._proven_jkus.get(client.iss, ())
+        if new and not self._may_fetch_new_jku(client.iss, caller):
             raise AuthFailure("kid", f"kid '{kid}' is unknown; fetching another new jku for {client.iss} is rate-limited", issuer=client.iss)
         key = await self._jwks.find(jku, kid)
         if key is None:
             raise AuthFailure("kid", f"kid '{kid}' is not in the JWK Set at {jku[:300]}", issuer=client.iss)
-        return key
+        return key, jku
+
+    def _prove_jku(self, issuer: str, jku: str) -> None:
+        """Remember (per issuer, the last few) a jku whose key verified a token."""
+        proven = self._proven_jkus.setdefault(issuer, OrderedDict())
+        proven[jku] = None
+        proven.move_to_end(jku)
+        while len(proven) > _PROVEN_JKUS_PER_ISSUER:
+            proven.popitem(last=False)
 
     @staticmethod
     def _allowed_jku(client: TrustedClient, *, kid: str, jku: Any) -> str:
@@ -152,13 +176,17 @@ class JwtVerifier:
             raise AuthFailure("jku", f"kid '{kid}' is unknown and jku {jku[:300]!r} is not under the client's jku_prefixes", issuer=client.iss)
         return target.url
 
-    def _may_fetch_new_jku(self, issuer: str) -> bool:
-        """Random jku paths under a prefix must not each cost a fetch: one new URL per issuer per interval."""
+    def _may_fetch_new_jku(self, issuer: str, caller: str) -> bool:
+        """Random jku paths under a prefix must not each cost a fetch: one new URL per issuer and
+        caller address per interval."""
         now = self._clock()
-        last = self._last_new_jku.get(issuer)
+        last = self._last_new_jku.get((issuer, caller))
         if last is not None and now - last < self._min_new_jku:
             return False
-        self._last_new_jku[issuer] = now
+        self._last_new_jku[(issuer, caller)] = now
+        self._last_new_jku.move_to_end((issuer, caller))
+        while len(self._last_new_jku) > _NEW_JKU_CALLERS:
+            self._last_new_jku.popitem(last=False)
         return True
 
     def _verified_claims(self, token: str, *, key: VerificationKey, alg: str, issuer: str) -> dict[str, Any]:
