@@ -13,7 +13,7 @@ import zlib
 
 import httpx
 
-__all__ = ["ACCEPT_ENCODING", "BodyRefused", "read_capped"]
+__all__ = ["ACCEPT_ENCODING", "BodyRefused", "BodyTooLarge", "read_capped"]
 
 # The only coding asked for (``Accept-Encoding``), so the only one accepted besides none.
 ACCEPT_ENCODING = "gzip"
@@ -22,6 +22,10 @@ _GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip header and trailer
 
 class BodyRefused(Exception):
     """The answer is larger than the cap, or encoded in a way that was not asked for."""
+
+
+class BodyTooLarge(BodyRefused):
+    """The answer, decoded, is larger than the cap."""
 
 
 async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
@@ -35,7 +39,7 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             else:
                 _inflate_into(body, inflater, raw, max_bytes)
             if len(body) > max_bytes:
-                raise BodyRefused(f"it is larger than {max_bytes} bytes")
+                raise BodyTooLarge(f"it is larger than {max_bytes} bytes")
         if inflater is not None:
             body += inflater.flush(max_bytes - len(body) + 1)
             if not inflater.eof:
@@ -43,7 +47,7 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     except zlib.error as exc:
         raise BodyRefused(f"its gzip data is broken ({exc})") from None
     if len(body) > max_bytes:
-        raise BodyRefused(f"it is larger than {max_bytes} bytes")
+        raise BodyTooLarge(f"it is larger than {max_bytes} bytes")
     return bytes(body)
 
 

@@ -19,12 +19,13 @@ from urllib.parse import urljoin
 import httpx
 import orjson
 
+from service.cdshooks.body import nesting_exceeds
 from service.cdshooks.bundles import bundle_entries, is_bundle, merge_pages, next_link
-from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, read_capped
+from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, BodyTooLarge, read_capped
 from service.cdshooks.fhir_allowlist import ServerUrl, UrlRefused, parse_server_url
 from service.metrics import Metrics
 
-__all__ = ["FhirServerError", "FhirServerSession", "ResourceBudget"]
+__all__ = ["ByteBudget", "FhirServerError", "FhirServerSession", "ResourceBudget"]
 
 log = logging.getLogger("service.cdshooks.fhir_server")
 
@@ -55,6 +56,19 @@ class ResourceBudget:
             )
 
 
+class ByteBudget:
+    """Bytes fetched for one request, every key and page together: no more than its body could
+    have brought (``CDS_MAX_BODY_BYTES``); pages held until merged must not add up past it."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def left(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
 @dataclass(slots=True, kw_only=True)
 class FhirServerSession:
     """One hook request's access to one allowlisted FHIR server.
@@ -69,7 +83,8 @@ class FhirServerSession:
     deadline: float
     budget_seconds: float
     page_limit: int
-    max_page_bytes: int
+    max_depth: int
+    bytes: ByteBudget
     resources: ResourceBudget
     metrics: Metrics
 
@@ -149,6 +164,8 @@ class FhirServerSession:
                     _check_status(status)
                     body = await self._read_capped(response)
             document = _parse(body)
+            if nesting_exceeds(body, self.max_depth):  # as a request body's (CDS_MAX_JSON_DEPTH)
+                raise FhirServerError(f"the FHIR server answered with JSON nested deeper than {self.max_depth} levels")
             outcome = "ok"
             return document
         except (TimeoutError, httpx.TimeoutException) as exc:  # our deadline, or httpx's per-call limit
@@ -183,11 +200,18 @@ class FhirServerSession:
             )
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
-        """The body, refusing more than ``max_page_bytes`` once decoded (a server must not exhaust our memory)."""
+        """The body, refusing more than the bytes left for this request once decoded (a server must not exhaust our memory)."""
         try:
-            return await read_capped(response, self.max_page_bytes)
+            body = await read_capped(response, self.bytes.left)
+        except BodyTooLarge:
+            raise FhirServerError(
+                f"the FHIR server's answers for this call are larger than {self.bytes.limit} bytes "
+                "(all keys and pages together; CDS_MAX_BODY_BYTES)"
+            ) from None
         except BodyRefused as exc:
-            raise FhirServerError(f"the FHIR server's answer (one page) was refused: {exc}") from None
+            raise FhirServerError(f"the FHIR server's answer was refused: {exc}") from None
+        self.bytes.used += len(body)
+        return body
 
 
 def _resolved(link: str, base: str) -> str:

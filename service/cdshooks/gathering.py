@@ -20,7 +20,7 @@ import httpx
 from service.cdshooks.bundles import count_resources
 from service.cdshooks.errors import PayloadTooLarge, PrefetchUnavailable
 from service.cdshooks.fhir_allowlist import ServerAllowlist, ServerUrl, UrlRefused, parse_server_url
-from service.cdshooks.fhir_server import FhirServerError, FhirServerSession, ResourceBudget
+from service.cdshooks.fhir_server import ByteBudget, FhirServerError, FhirServerSession, ResourceBudget
 from service.cdshooks.models import HookRequest
 from service.cdshooks.prefetch import TemplateError, classify_prefetch, render_template
 from service.metrics import Metrics
@@ -47,7 +47,8 @@ class Gatherer:
         timeout_seconds: float,
         page_limit: int,
         max_resources: int,
-        max_page_bytes: int,
+        max_bytes: int,
+        max_depth: int,
     ):
         self._client = client
         self._metrics = metrics
@@ -55,7 +56,8 @@ class Gatherer:
         self._timeout = timeout_seconds
         self._page_limit = page_limit
         self._max_resources = max_resources
-        self._max_page_bytes = max_page_bytes
+        self._max_bytes = max_bytes  # fetched for one request, all keys and pages together
+        self._max_depth = max_depth
 
     async def gather(self, request: HookRequest, templates: Mapping[str, str]) -> dict[str, Any]:
         """Every declared prefetch key -> a resource, a searchset Bundle, or None (no data).
@@ -102,7 +104,8 @@ class Gatherer:
             deadline=asyncio.get_running_loop().time() + self._timeout,
             budget_seconds=self._timeout,
             page_limit=self._page_limit,
-            max_page_bytes=self._max_page_bytes,
+            max_depth=self._max_depth,
+            bytes=ByteBudget(self._max_bytes),
             resources=ResourceBudget(self._max_resources, used=sent),
             metrics=self._metrics,
         )

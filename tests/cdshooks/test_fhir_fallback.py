@@ -137,8 +137,8 @@ def test_case_7_missing_prefetch_is_fetched_with_the_bearer_token(
         ({"reset_connection": True}, "the FHIR server closed the connection without a complete answer"),
         ({"operation_outcome": True}, "the FHIR server answered with an OperationOutcome"),
         # Stacked codings: 2 KB of 'gzip, gzip' inflated to 1 GiB inside httpx before any cap.
-        ({"answer": (_TWICE_GZIPPED_BOMB, {"content-encoding": "gzip, gzip"})}, "the FHIR server's answer (one page) was refused: its Content-Encoding 'gzip, gzip' was not asked for"),
-        ({"answer": (gzip.compress(bytes(6 * 1024 * 1024)), {"content-encoding": "gzip"})}, "the FHIR server's answer (one page) was refused: it is larger than 5242880 bytes"),
+        ({"answer": (_TWICE_GZIPPED_BOMB, {"content-encoding": "gzip, gzip"})}, "the FHIR server's answer was refused: its Content-Encoding 'gzip, gzip' was not asked for"),
+        ({"answer": (gzip.compress(bytes(6 * 1024 * 1024)), {"content-encoding": "gzip"})}, "the FHIR server's answers for this call are larger than 5242880 bytes"),
     ],
 )
 def test_case_8_a_failing_fhir_server_is_412_saying_why(

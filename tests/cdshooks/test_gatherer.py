@@ -45,7 +45,8 @@ def make_gatherer(http: httpx.AsyncClient, fhir_server: FhirTestServer) -> Gathe
             "timeout_seconds": 5.0,
             "page_limit": 10,
             "max_resources": 50_000,
-            "max_page_bytes": 5 * 1024 * 1024,
+            "max_bytes": 5 * 1024 * 1024,
+            "max_depth": 64,
         }
         options.update(overrides)
         return Gatherer(http, **options)
@@ -153,6 +154,28 @@ async def test_a_server_that_paginates_forever_is_stopped_at_the_page_limit(
     assert max(per_type.values()) == 5
 
 
+async def test_pages_held_until_merged_count_against_one_byte_limit_for_the_call(
+    fhir_server: FhirTestServer, make_gatherer: GathererFactory
+) -> None:
+    """Each page fits, all of them together do not: no more than a request body could have brought
+    (before, 3 keys x 10 pages x 5 MiB could be held at once)."""
+    fhir_server.behave(page_size=1, paginate_forever=True, only_types={"Condition"})
+    with pytest.raises(PrefetchUnavailable, match="answers for this call are larger than 20000 bytes"):
+        await make_gatherer(page_limit=1000, max_bytes=20_000).gather(
+            request(fhir_server, "example", prefetch={"patient": None, "observations": None, "familyHistory": None}), TEMPLATES
+        )
+    assert 5 < len(fhir_server.requests) < 1000
+
+
+async def test_an_answer_nested_deeper_than_a_request_may_be_is_refused(
+    fhir_server: FhirTestServer, make_gatherer: GathererFactory
+) -> None:
+    deep = b'{"resourceType": "Bundle", "type": "searchset", "meta": ' + b"[" * 80 + b"]" * 80 + b"}"
+    fhir_server.behave(answer=(deep, {}), only_types={"Condition"})
+    with pytest.raises(PrefetchUnavailable, match="answered with JSON nested deeper than 64 levels"):
+        await make_gatherer().gather(request(fhir_server, "example", prefetch={"patient": None, "observations": None, "familyHistory": None}), TEMPLATES)
+
+
 async def test_fetched_resources_count_against_the_prefetch_limit(
     fhir_server: FhirTestServer, make_gatherer: GathererFactory
 ) -> None:
@@ -170,8 +193,8 @@ async def test_a_prefetch_over_the_resource_limit_is_refused_before_any_fetch(
 
 
 async def test_an_oversized_page_is_refused(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
-    with pytest.raises(PrefetchUnavailable, match=r"answer \(one page\) was refused: it is larger than 2048 bytes"):
-        await make_gatherer(max_page_bytes=2048).gather(request(fhir_server, fhir_server.data.patient_id("Kozey")), TEMPLATES)
+    with pytest.raises(PrefetchUnavailable, match="the FHIR server's answers for this call are larger than 2048 bytes"):
+        await make_gatherer(max_bytes=2048).gather(request(fhir_server, fhir_server.data.patient_id("Kozey")), TEMPLATES)
 
 
 async def test_complete_prefetch_never_contacts_the_server(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
