@@ -59,7 +59,10 @@ CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Every feedback item is stored", "content": {"application/json": {"schema": {"type": "object"}}}},
-    400: _error("Malformed feedback: bad outcome, accepted without acceptedSuggestions, or no outcomeTimestamp"),
+    400: _error(
+        "Malformed feedback (bad outcome, accepted without acceptedSuggestions, no outcomeTimestamp), or an item "
+        "that contradicts a known card (a suggestion the card never had, a card another service issued); nothing is stored"
+    ),
     **_UNAUTHORIZED,
     404: _error("No service with that id"),
     413: _error("Request body over CDS_MAX_BODY_BYTES"),

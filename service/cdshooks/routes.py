@@ -35,7 +35,7 @@ from service.json_response import OrjsonResponse
 from service.logs import bind_request_fields
 from service.pipeline import evaluate_facts, patient_facts
 from service.state import AppState, State, app_state
-from service.store import FeedbackRecord, InvocationRecord, StoreUnavailable
+from service.store import FeedbackMismatch, FeedbackRecord, InvocationRecord, StoreUnavailable
 
 __all__ = ["router"]
 
@@ -159,6 +159,8 @@ async def feedback(service_id: str, request: Request, state: State) -> Response:
     except StoreUnavailable as exc:
         log.warning("feedback not stored", extra={"fields": {"service": service_id, "reason": str(exc)}})
         raise StoreUnavailableError("feedback could not be stored; retry later") from None
+    except FeedbackMismatch as exc:
+        raise HookRequestError(f"{exc}; nothing of this request was stored") from None
     for record, outcome in zip(records, outcomes, strict=True):
         if not outcome.duplicate:
             state.metrics.feedback.labels(outcome=record.outcome).inc()

@@ -8,7 +8,7 @@ public names and the plain records of ``records``; no SQL type leaves the room.
 from __future__ import annotations
 
 from service.store.database import describe_url
-from service.store.errors import DatabaseUnreachable, MigrationError, StoreUnavailable
+from service.store.errors import DatabaseUnreachable, FeedbackMismatch, MigrationError, StoreUnavailable
 from service.store.migrate import upgrade_database, wait_for_database
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, IssuedCard
 from service.store.store import Store
@@ -18,6 +18,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "DatabaseUnreachable",
+    "FeedbackMismatch",
     "MigrationError",
     "describe_url",
     "DEFAULT_SUPPRESSING_REASONS",

@@ -79,7 +79,8 @@ class AuditQueue:
             return False
         self._waiting.append(record)
         for card in record.cards:
-            self._cards[card.uuid] = (PendingCard(rule_id=card.rule_id, patient_hash=record.patient_hash), record)
+            pending = PendingCard(rule_id=card.rule_id, patient_hash=record.patient_hash, suggestion_uuids=card.suggestion_uuids)
+            self._cards[card.uuid] = (pending, record)
         return True
 
     def card(self, uuid: str) -> PendingCard | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["StoreUnavailable", "DatabaseUnreachable", "MigrationError"]
+__all__ = ["StoreUnavailable", "DatabaseUnreachable", "FeedbackMismatch", "MigrationError"]
 
 
 class StoreUnavailable(Exception):
@@ -14,6 +14,11 @@ class StoreUnavailable(Exception):
 
 class DatabaseUnreachable(StoreUnavailable):
     """No connection could be made (server down, wrong host, database missing, file not openable)."""
+
+
+class FeedbackMismatch(ValueError):
+    """A feedback item contradicts the card it names (another service's card, a suggestion the card
+    never had); nothing of the request was stored. The route answers 400 with this message."""
 
 
 class MigrationError(Exception):

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.store.database import as_utc, clean_text, in_chunks, insert_or_skip
+from service.store.errors import FeedbackMismatch
 from service.store.records import FeedbackOutcome, FeedbackRecord, PendingCard
 from service.store.suppressions import SuppressionPolicy, insert_suppression, suppression_window
 from service.store.tables import CardIssued, Feedback
@@ -59,13 +60,15 @@ def store_feedback(
         cards.update({uuid: card for uuid, card in pending_cards.items() if uuid not in cards})
         for record in records:
             card = cards.get(record.card_uuid)
+            if card is not None:
+                _check_against_card(record, card, policy)  # raising rolls the whole request back
             feedback_id = connection.execute(
                 insert_or_skip(connection, _FEEDBACK, ["identity"]).returning(_FEEDBACK.c.id),
                 _feedback_row(record, known_card=card is not None, received_at=received_at),
             ).scalar_one_or_none()
             suppressed_rule = None
             if feedback_id is not None and card is not None:
-                days = policy.days(card.rule_id, record.outcome, record.override_reason_system, record.override_reason_code)
+                days = policy.days(card.rule_id, record.service_id, record.outcome, record.override_reason_system, record.override_reason_code)
                 if _suppress(connection, card, days, record.outcome_timestamp, received_at, feedback_id):
                     suppressed_rule = card.rule_id
             outcomes.append(
@@ -85,12 +88,12 @@ def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCa
 
     Each item is taken over once, by whoever flips its ``known_card`` first (two replicas may try)."""
     late = sa.select(
-        _FEEDBACK.c.id, _FEEDBACK.c.card_uuid, _FEEDBACK.c.outcome, _FEEDBACK.c.override_reason_system,
+        _FEEDBACK.c.id, _FEEDBACK.c.card_uuid, _FEEDBACK.c.service_id, _FEEDBACK.c.outcome, _FEEDBACK.c.override_reason_system,
         _FEEDBACK.c.override_reason_code, _FEEDBACK.c.outcome_timestamp, _FEEDBACK.c.received_at,
     ).where(_FEEDBACK.c.known_card.is_(False))
     taken = 0
     for chunk in in_chunks(cards):
-        for feedback_id, uuid, outcome, reason_system, reason_code, outcome_timestamp, received_at in connection.execute(
+        for feedback_id, uuid, service_id, outcome, reason_system, reason_code, outcome_timestamp, received_at in connection.execute(
             late.where(_FEEDBACK.c.card_uuid.in_(chunk))
         ).all():
             flipped = connection.execute(
@@ -99,7 +102,7 @@ def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCa
             if flipped.rowcount != 1:
                 continue  # another replica took it over meanwhile
             card = cards[uuid]
-            _suppress(connection, card, policy.days(card.rule_id, outcome, reason_system, reason_code), outcome_timestamp, received_at, feedback_id)
+            _suppress(connection, card, policy.days(card.rule_id, service_id, outcome, reason_system, reason_code), outcome_timestamp, received_at, feedback_id)
             taken += 1
     return taken
 
@@ -146,10 +149,22 @@ def _suppress(
 def _cards(connection: sa.Connection, uuids: set[str]) -> dict[str, PendingCard]:
     found: dict[str, PendingCard] = {}
     for chunk in in_chunks(clean_text(uuid) for uuid in uuids):
-        query = sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash).where(_CARD.c.uuid.in_(chunk))
-        for uuid, rule_id, patient_hash in connection.execute(query):
-            found[uuid] = PendingCard(rule_id=rule_id, patient_hash=patient_hash)
+        query = sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash, _CARD.c.suggestion_uuids).where(_CARD.c.uuid.in_(chunk))
+        for uuid, rule_id, patient_hash, suggestions in connection.execute(query):
+            found[uuid] = PendingCard(rule_id=rule_id, patient_hash=patient_hash, suggestion_uuids=tuple(suggestions or ()))
     return found
+
+
+def _check_against_card(record: FeedbackRecord, card: PendingCard, policy: SuppressionPolicy) -> None:
+    """Feedback naming a card this service never showed, or a suggestion the card never had, is a client error."""
+    issuer = policy.rule_services.get(card.rule_id)
+    if issuer is not None and issuer != record.service_id:
+        raise FeedbackMismatch(
+            f"card {record.card_uuid[:100]!r} was issued by service '{issuer}'; send its feedback to /cds-services/{issuer}/feedback"
+        )
+    unknown = [suggestion for suggestion in record.accepted_suggestions if suggestion not in card.suggestion_uuids]
+    if unknown:
+        raise FeedbackMismatch(f"card {record.card_uuid[:100]!r} has no suggestion {unknown[0][:100]!r}")
 
 
 def _feedback_row(record: FeedbackRecord, *, known_card: bool, received_at: datetime) -> dict[str, object]:

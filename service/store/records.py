@@ -59,7 +59,8 @@ class FeedbackOutcome:
 
 @dataclass(frozen=True, slots=True)
 class PendingCard:
-    """What feedback needs about a card: its rule, and the patient it was about (hashed)."""
+    """What feedback needs about a card: its rule, the patient it was about (hashed), its suggestions."""
 
     rule_id: str
     patient_hash: str
+    suggestion_uuids: tuple[str, ...] = ()

@@ -103,6 +103,23 @@ def test_case_16_accepted_feedback_is_stored_and_idempotent(client: TestClient) 
     assert 'cds_feedback_total{outcome="accepted"} 1.0' in metrics  # the repeat is stored once
 
 
+def test_feedback_that_contradicts_its_card_is_400_and_nothing_is_stored(client: TestClient) -> None:
+    """A suggestion the card never had, or another service's card: a client error, not an item to count."""
+    service_id, card_uuid, card = _first_card_with_suggestion(client)
+    good = {"card": card_uuid, "outcome": "accepted", "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}], "outcomeTimestamp": "2024-01-01T00:00:00Z"}
+    made_up = {**good, "acceptedSuggestions": [{"id": "11111111-1111-4111-8111-111111111111"}]}
+    response = client.post(f"/cds-services/{service_id}/feedback", json={"feedback": [good, made_up]})
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        f"card '{card_uuid}' has no suggestion '11111111-1111-4111-8111-111111111111'; nothing of this request was stored"
+    )
+    other = next(s for s in ("back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance") if s != service_id)
+    response = client.post(f"/cds-services/{other}/feedback", json={"feedback": [good]})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"card '{card_uuid}' was issued by service '{service_id}'; send its feedback to /cds-services/{service_id}/feedback")
+    assert 'cds_feedback_total{outcome="accepted"}' not in client.get("/metrics").text
+
+
 @pytest.mark.parametrize(
     "override",
     [

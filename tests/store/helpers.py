@@ -71,6 +71,10 @@ def invocation(
     )
 
 
+# The suggestions every test card offers (feedback tests accept them by these ids).
+SUGGESTIONS = ("s-1", "s-2", "s-3")
+
+
 def card(rule_id: str = "weight-management", *, uuid_: str | None = None) -> IssuedCard:
     return IssuedCard(
         uuid=uuid_ or str(uuid.uuid4()),
@@ -78,5 +82,5 @@ def card(rule_id: str = "weight-management", *, uuid_: str | None = None) -> Iss
         rule_version="1.2.0",
         indicator="info",
         evidence=("Condition/knee-oa", "Observation/bmi-1"),
-        suggestion_uuids=(str(uuid.uuid4()),),
+        suggestion_uuids=SUGGESTIONS,
     )

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from service.store import FeedbackRecord, Store, StoreUnavailable, SuppressionPolicy, upgrade_database
+from service.store import FeedbackMismatch, FeedbackRecord, Store, StoreUnavailable, SuppressionPolicy, upgrade_database
 from service.store.database import make_engine
 from service.store.tables import CardIssued, Invocation
 from tests.store.helpers import AbsentDatabase, ScratchPostgres, card, eventually, invocation, rows
@@ -16,8 +16,10 @@ from tests.store.helpers import AbsentDatabase, ScratchPostgres, card, eventuall
 PATIENT = "a" * 64
 OTHER_PATIENT = "b" * 64
 OVERRIDDEN_AT = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
-SUPPRESS_DAYS = {"weight-management": 90, "sciatica-guidance": 30}
-POLICY = SuppressionPolicy(suppress_days=SUPPRESS_DAYS)
+SUPPRESS_DAYS = {"weight-management": 90, "sciatica-guidance": 30, "acl-tear-surgical-referral": 90}
+# As the catalogue says: the feedback helpers below send to back-knee-care-guidance, which issues these.
+RULE_SERVICES = {rule: "back-knee-care-guidance" for rule in ("weight-management", "sciatica-guidance", "knee-arthritis-care")}
+POLICY = SuppressionPolicy(suppress_days=SUPPRESS_DAYS, rule_services={**RULE_SERVICES, "acl-tear-surgical-referral": "back-knee-injury-referral"})
 
 
 def feedback_store(url: str, **options: object) -> Store:
@@ -230,7 +232,7 @@ async def test_reconciling_reads_only_feedback_newer_than_two_runs_ago(migrated_
     assert {uuid: bool(flag) for uuid, flag in known} == {old.uuid: False, recent.uuid: True}
 
 
-def _store_card_as_another_replica(url: str, card_uuid: str) -> None:
+def _store_card_as_another_replica(url: str, card_uuid: str, *, rule_id: str = "weight-management") -> None:
     """The card as another replica's audit writer commits it, its late-feedback check having seen nothing."""
     engine = make_engine(url)
     try:
@@ -244,7 +246,7 @@ def _store_card_as_another_replica(url: str, card_uuid: str) -> None:
                 },
             ).scalar_one()
             connection.execute(sa.insert(CardIssued.__table__), {  # type: ignore[attr-defined]
-                "uuid": card_uuid, "invocation_id": invocation_id, "rule_id": "weight-management", "rule_version": "1.0.0",
+                "uuid": card_uuid, "invocation_id": invocation_id, "rule_id": rule_id, "rule_version": "1.0.0",
                 "indicator": "info", "evidence": [], "suggestion_uuids": [], "patient_hash": PATIENT,
             })
     finally:
@@ -289,6 +291,31 @@ async def test_a_suppressing_code_from_another_system_suppresses_nothing(store: 
     assert outcome.suppressed_rule is None and outcome.known_card
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
     assert rows(migrated_url, "SELECT override_reason_system, override_reason_code FROM feedback") == [(system, "already-addressed")]
+
+
+async def test_feedback_contradicting_its_card_is_refused_and_nothing_of_the_request_is_stored(store: Store, migrated_url: str) -> None:
+    uuid = await issued(store)
+    with pytest.raises(FeedbackMismatch, match=f"card '{uuid}' has no suggestion 'made-up'"):
+        await store.save_feedback([accepted(uuid, "s-1"), accepted(uuid, "s-2", "made-up")])
+    acl = await issued(store, "acl-tear-surgical-referral")
+    with pytest.raises(FeedbackMismatch, match="was issued by service 'back-knee-injury-referral'"):
+        await store.save_feedback([overridden(acl)])  # sent to back-knee-care-guidance
+    assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(0,)]
+    assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
+
+
+async def test_late_feedback_sent_to_another_service_suppresses_nothing(migrated_url: str) -> None:
+    """Caught up after the card is written elsewhere, it can no longer be refused: it is kept, and silences nothing."""
+    store = feedback_store(migrated_url)
+    acl = card("acl-tear-surgical-referral")
+    try:  # not started: the card is written below, as another replica would
+        [outcome] = await store.save_feedback([overridden(acl.uuid)])
+        assert not outcome.known_card
+        _store_card_as_another_replica(migrated_url, acl.uuid, rule_id="acl-tear-surgical-referral")
+        assert await store.reconcile_late_feedback() == 1
+    finally:
+        await store.close()
+    assert rows(migrated_url, "SELECT count(*) FROM suppression") == [(0,)]
 
 
 async def test_accepting_a_suggestion_suppresses_nothing(store: Store) -> None:
