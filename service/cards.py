@@ -26,13 +26,12 @@ from service.cdshooks.models import Card, Coding, Source
 from service.engine.catalogue import EVIDENCE_PLACEHOLDER, REASONS_PLACEHOLDER, Catalogue
 from service.engine.evaluate import Finding, ShownReason
 from service.engine.rules import Rule, SuggestionSpec
-from service.engine.templates import Template
+from service.engine.templates import SUMMARY_LIMIT, Template
 from service.fhir.model import Evidence
 from service.fhir.units import shown
 
 __all__ = ["SUMMARY_LIMIT", "CardBuilder", "format_value", "new_uuid"]
 
-SUMMARY_LIMIT = 139  # CDS Hooks: summary SHALL be under 140 characters
 # ServiceRequest.reasonReference may point at these (FHIR R4).
 _REASON_TYPES = frozenset({"Condition", "Observation", "DiagnosticReport", "DocumentReference"})
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -27,7 +27,7 @@ from service.engine.rules import (
     RuleFile,
     SuggestionSpec,
 )
-from service.engine.templates import Template, TemplateError
+from service.engine.templates import SUMMARY_LIMIT, Template, TemplateError
 from service.fhir.definitions import FACTS_FILE, FactDefinitions, load_fact_definitions
 
 __all__ = [
@@ -382,6 +382,15 @@ def _load_rule(path: Path, *, services: Mapping[str, ServiceDefinition], facts: 
     summary = template(spec.card.summary, "card.summary", parameters | {REASONS_PLACEHOLDER})
     if REASONS_PLACEHOLDER in summary.placeholders and not any(reason.summary for reason in reasons):
         raise fail("card.summary", "uses {reasons} but no reason has a 'summary' phrase")
+    shortest = summary.fixed_length + (
+        min(reason.summary.fixed_length for reason in reasons if reason.summary) if REASONS_PLACEHOLDER in summary.placeholders else 0
+    )
+    if shortest > SUMMARY_LIMIT:  # every card would be cut, its claim with it
+        raise fail(
+            "card.summary",
+            f"is at least {shortest} characters even with its placeholders (and the shortest reason phrase) empty; "
+            f"a card summary must stay within {SUMMARY_LIMIT} (CDS Hooks)",
+        )
     advice = template(spec.card.advice, "card.advice", parameters)
 
     for index, citation in enumerate(spec.citations):

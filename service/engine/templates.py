@@ -11,9 +11,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Template", "TemplateError"]
+__all__ = ["SUMMARY_LIMIT", "Template", "TemplateError"]
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+SUMMARY_LIMIT = 139  # CDS Hooks: a card summary SHALL be under 140 characters
 
 
 class TemplateError(ValueError):
@@ -48,6 +49,11 @@ class Template:
             available = ", ".join(sorted(allowed)) or "none"
             raise TemplateError(f"unknown placeholder {{{unknown[0]}}}; available here: {available}")
         return cls(text=text, placeholders=names)
+
+    @property
+    def fixed_length(self) -> int:
+        """The length of the text around the placeholders: whatever fills them, never shorter."""
+        return sum(len(piece) for piece in self._pieces[::2])
 
     def render(self, values: Mapping[str, str], *, missing: Callable[[str], str]) -> str:
         """Fill the placeholders; ``missing(name)`` supplies text for a value the data lacks."""

@@ -70,6 +70,7 @@ def test_shipped_catalogue_loads() -> None:
         (lambda d: d.update(condition={"xor": ["older_age"]}), "field 'condition': unknown operator 'xor'"),
         (lambda d: d.update(condition={"all": []}), "field 'condition.all': must be a non-empty list"),
         (lambda d: d["card"].update(summary="BMI {bmi_value}: lose weight"), "field 'card.summary': unknown placeholder {bmi_value}"),
+        (lambda d: d["card"].update(summary="{reasons}: " + "weight loss helps knee and back pain " * 4), "field 'card.summary': is at least 1"),
         (lambda d: d["card"]["reasons"][0].update(text="BMI {age}"), "field 'card.reasons[0].text': unknown placeholder {age}"),
         (lambda d: d["card"]["reasons"][0].update(text="BMI {bmi.__class__}"), "field 'card.reasons[0].text': braces may only enclose"),
         (lambda d: d["card"]["reasons"][0].update(fact="weight"), "field 'card.reasons[0].fact': unknown fact 'weight'"),
