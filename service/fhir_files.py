@@ -27,6 +27,18 @@ class InputData:
 
     resources: list[dict[str, Any]] = field(default_factory=list)
     context_patients: list[str] = field(default_factory=list)
+    # Per CDS Hooks request file, the prefetch keys it gives the service something to use under
+    # (a resource, or null for "no data"); a missing key or an OperationOutcome is not among them.
+    request_prefetch: list[tuple[Path, frozenset[str]]] = field(default_factory=list)
+
+    def unusable_prefetch(self, keys: Iterable[str]) -> tuple[Path, str] | None:
+        """The first (request file, key) among ``keys`` that the service would have to fetch: it
+        answers 412 there, as no FHIR server is called offline."""
+        for path, usable in self.request_prefetch:
+            for key in keys:
+                if key not in usable:
+                    return path, key
+        return None
 
 
 def read_inputs(paths: Iterable[str]) -> InputData:
@@ -85,13 +97,15 @@ def _add_document(path: Path, document: Any, data: InputData) -> None:
         prefetch = document.get("prefetch") or {}
         if not isinstance(prefetch, dict):
             raise FhirFileError(f"{path}: CDS Hooks request 'prefetch' must be an object")
-        data.resources.extend(
-            value
-            for value in prefetch.values()
-            if isinstance(value, dict) and isinstance(value.get("resourceType"), str) and value["resourceType"] != "OperationOutcome"
-        )
+        usable = {key: value for key, value in prefetch.items() if value is None or _is_data(value)}
+        data.resources.extend(value for value in usable.values() if value is not None)
+        data.request_prefetch.append((path, frozenset(usable)))
         return
     raise FhirFileError(f"{path}: not a FHIR resource (no resourceType) and not a CDS Hooks request (no hook/context)")
+
+
+def _is_data(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("resourceType"), str) and value["resourceType"] != "OperationOutcome"
 
 
 def patient_ids(data: InputData) -> list[str]:

@@ -72,6 +72,7 @@ def test_evaluate_a_cds_hooks_request_uses_its_prefetch_and_patient(
             "patient": patient,
             "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": c} for c in conditions]},
             "observations": None,
+            "familyHistory": None,
         },
     }
     path = tmp_path / "request.json"
@@ -83,6 +84,26 @@ def test_evaluate_a_cds_hooks_request_uses_its_prefetch_and_patient(
     assert _rules(out) == CHAUNCEY_RULES
     summaries = [card["summary"] for result in json.loads(out)["results"] for card in result["cards"]]
     assert "Overweight or obesity diagnosis, knee problem: weight loss" in summaries[2]
+
+
+@pytest.mark.parametrize("conditions", [None, {"resourceType": "OperationOutcome", "issue": []}], ids=["missing", "operation-outcome"])
+def test_a_request_the_service_would_refuse_is_not_reported_as_no_cards(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, conditions: dict[str, object] | None
+) -> None:
+    """The service answers 412 for prefetch it would have to fetch; offline, '(no cards)' read as an all-clear."""
+    prefetch: dict[str, object] = {"patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01"}, "observations": None, "familyHistory": None}
+    if conditions is not None:
+        prefetch["conditions"] = conditions
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({"hook": "patient-view", "hookInstance": "h1", "context": {"patientId": "p1"}, "prefetch": prefetch}), encoding="utf-8")
+    code, _, err = run_cli(capsys, "evaluate", str(path), "--service", "back-knee-injury-referral", "--as-of", "2020-06-01")
+    assert code == 2
+    assert err == f"error: {path}: prefetch key 'conditions' is missing or holds an OperationOutcome; the service would answer 412 (offline, nothing is fetched from a FHIR server)\n"
+    code, out, _ = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01", "--format", "json")
+    assert code == 0
+    results = json.loads(out)["results"]
+    assert len(results) == 3 and all(result["not_evaluated"].endswith("the service would answer 412 (offline, nothing is fetched from a FHIR server)") for result in results)
+    assert not any("cards" in result for result in results)
 
 
 def test_evaluate_ndjson(capsys: pytest.CaptureFixture[str], chauncey: Path, tmp_path: Path) -> None:
