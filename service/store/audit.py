@@ -216,6 +216,9 @@ class AuditWriter:
         self._flush = asyncio.Event()  # ends a linger: the batch is full, or closing
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        # The write in progress and its records: it runs on in its thread if the writer is
+        # cancelled at shutdown, and may still commit (then its records are not lost).
+        self._writing: tuple[asyncio.Task[None], list[InvocationRecord]] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -254,6 +257,7 @@ class AuditWriter:
                     await self._task
                 except asyncio.CancelledError:
                     pass
+                await self._settle_cancelled_write()
             remaining = len(self._queue)
         if remaining:
             log.error(
@@ -288,8 +292,12 @@ class AuditWriter:
                 await self._database.wait_usable()
                 continue
             part = batch[:1] if one_by_one else list(batch)
+            write = asyncio.ensure_future(
+                self._database.run(functools.partial(write_invocations, after_failure=after_failure), part, self._policy)
+            )
+            self._writing = (write, part)
             try:
-                await self._database.run(functools.partial(write_invocations, after_failure=after_failure), part, self._policy)
+                await asyncio.shield(write)
             except sa.exc.SQLAlchemyError as exc:
                 after_failure = True
                 if is_transient(exc):
@@ -303,8 +311,24 @@ class AuditWriter:
                     )
                     self._queue.written(part, lost=True)
                 continue
+            finally:
+                if not write.cancelled() and write.done():
+                    self._writing = None
             after_failure = False
             self._queue.written(part)
+
+    async def _settle_cancelled_write(self) -> None:
+        """After cancelling the writer: wait (bounded) for the write it left running; its records
+        count as written if it committed, so shutdown does not report stored records as lost."""
+        if self._writing is None:
+            return
+        write, part = self._writing
+        self._writing = None
+        await asyncio.wait({write}, timeout=self._database.connect_timeout_seconds + 1)
+        if write.done() and not write.cancelled() and write.exception() is None:
+            self._queue.written(part)
+        elif not write.done():
+            write.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved: no warning later
 
     async def _linger(self) -> None:
         """Let records gather into one batch, unless it is full already or the writer is closing."""

@@ -64,6 +64,10 @@ class Database:
         return self._usable.is_set()
 
     @property
+    def connect_timeout_seconds(self) -> float:
+        return self._connect_timeout_seconds
+
+    @property
     def known_down(self) -> bool:
         """True once a probe or an operation found the database unusable, until a probe finds it well.
 
