@@ -54,14 +54,19 @@ def test_autogenerate_finds_no_drift_between_tables_and_migrations(migrated_url:
         engine.dispose()
 
 
-def test_downgrade_to_base_and_back(migrated_url: str) -> None:
-    engine = sa.create_engine(migrated_url, poolclass=sa.pool.NullPool)
+def _migrate(url: str, revision: str, *, down: bool = False) -> None:
+    """Alembic itself, to one revision (``upgrade_database`` only goes to head)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
-            command.downgrade(alembic_config(connection=connection), "base")
+            (command.downgrade if down else command.upgrade)(alembic_config(connection=connection), revision)
             connection.commit()
     finally:
         engine.dispose()
+
+
+def test_downgrade_to_base_and_back(migrated_url: str) -> None:
+    _migrate(migrated_url, "base", down=True)
     assert _tables(migrated_url) == {"alembic_version"}
     upgrade_database(migrated_url)
     assert _tables(migrated_url) == TABLES
@@ -145,31 +150,40 @@ def test_sqlite_relative_default_url_lands_under_var(tmp_path: Path, monkeypatch
     assert (tmp_path / "var" / "back-knee-cds.sqlite3").is_file()
 
 
+def _insert_invocation(connection: sa.Connection) -> int:
+    """A row as an older build wrote it, in plain SQL (the tables module describes the head schema)."""
+    return int(
+        connection.execute(
+            sa.text(
+                "INSERT INTO invocation (service_id, hook, hook_instance, patient_hash, status, duration_ms,"
+                " catalogue_version, received_at, skipped_resources)"
+                " VALUES ('s', 'patient-view', 'h', 'hash', 200, 1.0, 'v', :at, '[]') RETURNING id"
+            ),
+            {"at": datetime(2026, 11, 1, tzinfo=UTC)},
+        ).scalar_one()
+    )
+
+
+def _insert_card(connection: sa.Connection, uuid: str, invocation: int, evidence: list[str]) -> None:
+    connection.execute(
+        sa.text(
+            "INSERT INTO card_issued (uuid, invocation_id, rule_id, rule_version, indicator, evidence,"
+            " suggestion_uuids, patient_hash) VALUES (:uuid, :invocation, 'r', '1', 'info', :evidence, '[]', 'hash')"
+        ),
+        {"uuid": uuid, "invocation": invocation, "evidence": json.dumps(evidence)},
+    )
+
+
 def test_0002_drops_the_raw_patient_id_from_stored_evidence(database_url: str) -> None:
     """Rows written before 0002 held ``Patient/<raw id>``: afterwards ``Patient``, the rest untouched."""
-    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
     evidences = [["Condition/c1", "Patient/raw-id-1", "Observation/o1"], ["Condition/c2"], ["Patient/raw-id-2"], []]
+    _migrate(database_url, "0001")
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
     try:
-        with engine.connect() as connection:
-            command.upgrade(alembic_config(connection=connection), "0001")
-            connection.commit()
         with engine.begin() as connection:
-            invocation = connection.execute(
-                sa.text(
-                    "INSERT INTO invocation (service_id, hook, hook_instance, patient_hash, status, duration_ms,"
-                    " catalogue_version, received_at, skipped_resources)"
-                    " VALUES ('s', 'patient-view', 'h', 'hash', 200, 1.0, 'v', :at, '[]') RETURNING id"
-                ),
-                {"at": datetime(2026, 11, 1, tzinfo=UTC)},
-            ).scalar_one()
+            invocation = _insert_invocation(connection)
             for number, evidence in enumerate(evidences):
-                connection.execute(
-                    sa.text(
-                        "INSERT INTO card_issued (uuid, invocation_id, rule_id, rule_version, indicator, evidence,"
-                        " suggestion_uuids, patient_hash) VALUES (:uuid, :invocation, 'r', '1', 'info', :evidence, '[]', 'hash')"
-                    ),
-                    {"uuid": f"card-{number}", "invocation": invocation, "evidence": json.dumps(evidence)},
-                )
+                _insert_card(connection, f"card-{number}", invocation, evidence)
     finally:
         engine.dispose()
     upgrade_database(database_url)
@@ -185,11 +199,9 @@ def test_0002_drops_the_raw_patient_id_from_stored_evidence(database_url: str) -
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 def test_0003_ids_go_past_32_bits_with_rows_kept(database_url: str) -> None:
     """Rows written at 0002 keep their ids; afterwards every id sequence continues past 2^31 - 1."""
+    _migrate(database_url, "0002")
     engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
     try:
-        with engine.connect() as connection:
-            command.upgrade(alembic_config(connection=connection), "0002")
-            connection.commit()
         with engine.begin() as connection:
             connection.execute(sa.text("INSERT INTO seen_jwt (issuer, jti, expires_at) VALUES ('i', 'kept', :at)"), {"at": datetime(2030, 1, 1, tzinfo=UTC)})
     finally:
@@ -202,21 +214,8 @@ def test_0003_ids_go_past_32_bits_with_rows_kept(database_url: str) -> None:
                 sequence = connection.execute(sa.text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar_one()
                 connection.execute(sa.text("SELECT setval(:s, 2147483647)"), {"s": sequence})
                 assert connection.execute(sa.text("SELECT nextval(:s)"), {"s": sequence}).scalar_one() == 2**31
-            invocation = connection.execute(
-                sa.text(
-                    "INSERT INTO invocation (service_id, hook, hook_instance, patient_hash, status, duration_ms,"
-                    " catalogue_version, received_at, skipped_resources)"
-                    " VALUES ('s', 'patient-view', 'h', 'hash', 200, 1.0, 'v', :at, '[]') RETURNING id"
-                ),
-                {"at": datetime(2026, 11, 1, tzinfo=UTC)},
-            ).scalar_one()
-            connection.execute(
-                sa.text(
-                    "INSERT INTO card_issued (uuid, invocation_id, rule_id, rule_version, indicator, evidence,"
-                    " suggestion_uuids, patient_hash) VALUES ('c', :invocation, 'r', '1', 'info', '[]', '[]', 'hash')"
-                ),
-                {"invocation": invocation},
-            )
+            invocation = _insert_invocation(connection)
+            _insert_card(connection, "c", invocation, [])
     finally:
         engine.dispose()
     assert invocation > 2**31
