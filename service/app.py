@@ -81,12 +81,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                 retry_seconds=settings.database_retry_seconds,
                 migrate_on_start=settings.migrate_on_start,
                 on_audit_lost=metrics.audit_lost.inc,
-                suppression_policy=SuppressionPolicy(
-                    catalogue.suppress_days,
-                    catalogue.suppressing_reasons,
-                    catalogue.override_reason_system,
-                    rule_services={rule.id: rule.service for rule in catalogue.rules},
-                ),
+                suppression_policy=SuppressionPolicy(catalogue.suppress_days, catalogue.suppressing_reasons, catalogue.override_reason_system),
             )
             app.state.cds = AppState(
                 settings=settings,

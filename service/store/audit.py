@@ -79,7 +79,7 @@ class AuditQueue:
             return False
         self._waiting.append(record)
         for card in record.cards:
-            pending = PendingCard(rule_id=card.rule_id, patient_hash=record.patient_hash, suggestion_uuids=card.suggestion_uuids)
+            pending = PendingCard(record.service_id, card.rule_id, record.patient_hash, card.suggestion_uuids)
             self._cards[card.uuid] = (pending, record)
         return True
 
@@ -153,7 +153,8 @@ def write_invocations(
         ]
         if cards:
             connection.execute(insert_or_skip(connection, _CARD, ["uuid"]), cards)
-            written = {card["uuid"]: PendingCard(rule_id=card["rule_id"], patient_hash=card["patient_hash"]) for card in cards}
+            services = {invocation_id: clean_text(record.service_id) for record, invocation_id in zip(records, ids, strict=True)}
+            written = {card["uuid"]: PendingCard(services[card["invocation_id"]], card["rule_id"], card["patient_hash"]) for card in cards}
             apply_late_feedback(connection, written, policy or SuppressionPolicy())
 
 

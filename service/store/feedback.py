@@ -19,12 +19,13 @@ from service.store.database import as_utc, clean_text, in_chunks, insert_or_skip
 from service.store.errors import FeedbackMismatch
 from service.store.records import FeedbackOutcome, FeedbackRecord, PendingCard
 from service.store.suppressions import SuppressionPolicy, insert_suppression, suppression_window
-from service.store.tables import CardIssued, Feedback
+from service.store.tables import CardIssued, Feedback, Invocation
 
 __all__ = ["apply_late_feedback", "feedback_identity", "reconcile_late_feedback", "store_feedback"]
 
 _FEEDBACK = Feedback.__table__  # type: ignore[attr-defined]
 _CARD = CardIssued.__table__  # type: ignore[attr-defined]
+_INVOCATION = Invocation.__table__  # type: ignore[attr-defined]
 
 
 def feedback_identity(record: FeedbackRecord) -> str:
@@ -61,14 +62,14 @@ def store_feedback(
         for record in records:
             card = cards.get(record.card_uuid)
             if card is not None:
-                _check_against_card(record, card, policy)  # raising rolls the whole request back
+                _check_against_card(record, card)  # raising rolls the whole request back
             feedback_id = connection.execute(
                 insert_or_skip(connection, _FEEDBACK, ["identity"]).returning(_FEEDBACK.c.id),
                 _feedback_row(record, known_card=card is not None, received_at=received_at),
             ).scalar_one_or_none()
             suppressed_rule = None
             if feedback_id is not None and card is not None:
-                days = policy.days(card.rule_id, record.service_id, record.outcome, record.override_reason_system, record.override_reason_code)
+                days = policy.days(card.rule_id, record.outcome, record.override_reason_system, record.override_reason_code)
                 if _suppress(connection, card, days, record.outcome_timestamp, received_at, feedback_id):
                     suppressed_rule = card.rule_id
             outcomes.append(
@@ -102,7 +103,9 @@ def apply_late_feedback(connection: sa.Connection, cards: Mapping[str, PendingCa
             if flipped.rowcount != 1:
                 continue  # another replica took it over meanwhile
             card = cards[uuid]
-            _suppress(connection, card, policy.days(card.rule_id, service_id, outcome, reason_system, reason_code), outcome_timestamp, received_at, feedback_id)
+            # Sent to a service that never showed the card: kept (it can no longer be refused), silences nothing.
+            days = policy.days(card.rule_id, outcome, reason_system, reason_code) if service_id == card.service_id else 0
+            _suppress(connection, card, days, outcome_timestamp, received_at, feedback_id)
             taken += 1
     return taken
 
@@ -126,12 +129,13 @@ def reconcile_late_feedback(
         newest = connection.execute(sa.select(sa.func.max(_FEEDBACK.c.id))).scalar_one_or_none() or 0
         start = after_id if after_id is not None else newest - _FIRST_LOOKBACK_ROWS
         found = connection.execute(
-            sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash)
+            sa.select(_CARD.c.uuid, _INVOCATION.c.service_id, _CARD.c.rule_id, _CARD.c.patient_hash)
+            .join(_INVOCATION, _INVOCATION.c.id == _CARD.c.invocation_id)
             .join(_FEEDBACK, _FEEDBACK.c.card_uuid == _CARD.c.uuid)
             .where(_FEEDBACK.c.id > start, _FEEDBACK.c.known_card.is_(False))
             .limit(limit)
         ).all()
-        cards = {uuid: PendingCard(rule_id=rule_id, patient_hash=patient_hash) for uuid, rule_id, patient_hash in found}
+        cards = {uuid: PendingCard(service_id, rule_id, patient_hash) for uuid, service_id, rule_id, patient_hash in found}
         return (apply_late_feedback(connection, cards, policy) if cards else 0), newest
 
 
@@ -149,18 +153,24 @@ def _suppress(
 def _cards(connection: sa.Connection, uuids: set[str]) -> dict[str, PendingCard]:
     found: dict[str, PendingCard] = {}
     for chunk in in_chunks(clean_text(uuid) for uuid in uuids):
-        query = sa.select(_CARD.c.uuid, _CARD.c.rule_id, _CARD.c.patient_hash, _CARD.c.suggestion_uuids).where(_CARD.c.uuid.in_(chunk))
-        for uuid, rule_id, patient_hash, suggestions in connection.execute(query):
-            found[uuid] = PendingCard(rule_id=rule_id, patient_hash=patient_hash, suggestion_uuids=tuple(suggestions or ()))
+        query = (
+            sa.select(_CARD.c.uuid, _INVOCATION.c.service_id, _CARD.c.rule_id, _CARD.c.patient_hash, _CARD.c.suggestion_uuids)
+            .join(_INVOCATION, _INVOCATION.c.id == _CARD.c.invocation_id)
+            .where(_CARD.c.uuid.in_(chunk))
+        )
+        for uuid, service_id, rule_id, patient_hash, suggestions in connection.execute(query):
+            found[uuid] = PendingCard(service_id, rule_id, patient_hash, tuple(suggestions or ()))
     return found
 
 
-def _check_against_card(record: FeedbackRecord, card: PendingCard, policy: SuppressionPolicy) -> None:
-    """Feedback naming a card this service never showed, or a suggestion the card never had, is a client error."""
-    issuer = policy.rule_services.get(card.rule_id)
-    if issuer is not None and issuer != record.service_id:
+def _check_against_card(record: FeedbackRecord, card: PendingCard) -> None:
+    """Feedback naming a card this service never showed, or a suggestion the card never had, is a
+    client error. The service is the one that issued it (the audit trail's), whatever today's
+    catalogue says: a rule may have moved to another service since."""
+    if card.service_id != record.service_id:
         raise FeedbackMismatch(
-            f"card {record.card_uuid[:100]!r} was issued by service '{issuer}'; send its feedback to /cds-services/{issuer}/feedback"
+            f"card {record.card_uuid[:100]!r} was issued by service '{card.service_id}'; "
+            f"send its feedback to /cds-services/{card.service_id}/feedback"
         )
     unknown = [suggestion for suggestion in record.accepted_suggestions if suggestion not in card.suggestion_uuids]
     if unknown:

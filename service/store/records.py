@@ -59,8 +59,10 @@ class FeedbackOutcome:
 
 @dataclass(frozen=True, slots=True)
 class PendingCard:
-    """What feedback needs about a card: its rule, the patient it was about (hashed), its suggestions."""
+    """What feedback needs about a card: the service that issued it, its rule, the patient it was
+    about (hashed), its suggestions."""
 
+    service_id: str
     rule_id: str
     patient_hash: str
     suggestion_uuids: tuple[str, ...] = ()

@@ -35,21 +35,12 @@ class SuppressionPolicy:
     suppress_days: Mapping[str, int] = field(default_factory=dict)
     suppressing_reasons: Collection[str] = DEFAULT_SUPPRESSING_REASONS
     reason_system: str = DEFAULT_REASON_SYSTEM
-    # Rule id -> the service that issues its cards: feedback sent to another service's endpoint
-    # is about a card that service never showed, and silences nothing.
-    rule_services: Mapping[str, str] = field(default_factory=dict)
 
-    def days(self, rule_id: str, service_id: str, outcome: str, reason_system: str | None, reason_code: str | None) -> int:
-        """How many days an item with this outcome and reason, sent to ``service_id``, silences ``rule_id``; 0 for none."""
+    def days(self, rule_id: str, outcome: str, reason_system: str | None, reason_code: str | None) -> int:
+        """How many days an item with this outcome and reason silences ``rule_id``; 0 for none."""
         if outcome != "overridden" or reason_system != self.reason_system or reason_code not in self.suppressing_reasons:
             return 0
-        if not self.issued_by(rule_id, service_id):
-            return 0
         return max(self.suppress_days.get(rule_id, 0), 0)
-
-    def issued_by(self, rule_id: str, service_id: str) -> bool:
-        """False when the catalogue says another service issues ``rule_id``'s cards."""
-        return self.rule_services.get(rule_id, service_id) == service_id
 
 
 def suppression_window(outcome_timestamp: datetime, received_at: datetime, days: int) -> tuple[date, date]:

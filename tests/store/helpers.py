@@ -51,6 +51,7 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], 
 
 def invocation(
     *,
+    service_id: str = "back-knee-risk-factors",
     hook_instance: str | None = None,
     patient_hash: str = "p" * 64,
     cards: tuple[IssuedCard, ...] = (),
@@ -58,7 +59,7 @@ def invocation(
     skipped: tuple[str, ...] = (),
 ) -> InvocationRecord:
     return InvocationRecord(
-        service_id="back-knee-risk-factors",
+        service_id=service_id,
         hook="patient-view",
         hook_instance=hook_instance or str(uuid.uuid4()),
         patient_hash=patient_hash,

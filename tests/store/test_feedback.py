@@ -17,9 +17,9 @@ PATIENT = "a" * 64
 OTHER_PATIENT = "b" * 64
 OVERRIDDEN_AT = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
 SUPPRESS_DAYS = {"weight-management": 90, "sciatica-guidance": 30, "acl-tear-surgical-referral": 90}
-# As the catalogue says: the feedback helpers below send to back-knee-care-guidance, which issues these.
-RULE_SERVICES = {rule: "back-knee-care-guidance" for rule in ("weight-management", "sciatica-guidance", "knee-arthritis-care")}
-POLICY = SuppressionPolicy(suppress_days=SUPPRESS_DAYS, rule_services={**RULE_SERVICES, "acl-tear-surgical-referral": "back-knee-injury-referral"})
+POLICY = SuppressionPolicy(suppress_days=SUPPRESS_DAYS)
+# The service the feedback helpers below send to; the test cards are issued by it unless a test says otherwise.
+SERVICE = "back-knee-care-guidance"
 
 
 def feedback_store(url: str, **options: object) -> Store:
@@ -29,7 +29,7 @@ def feedback_store(url: str, **options: object) -> Store:
 
 def overridden(card_uuid: str, reason: str = "already-addressed", **changes: object) -> FeedbackRecord:
     values: dict[str, object] = {
-        "service_id": "back-knee-care-guidance",
+        "service_id": SERVICE,
         "card_uuid": card_uuid,
         "outcome": "overridden",
         "outcome_timestamp": OVERRIDDEN_AT,
@@ -43,7 +43,7 @@ def overridden(card_uuid: str, reason: str = "already-addressed", **changes: obj
 
 def accepted(card_uuid: str, *suggestions: str) -> FeedbackRecord:
     return FeedbackRecord(
-        service_id="back-knee-care-guidance",
+        service_id=SERVICE,
         card_uuid=card_uuid,
         outcome="accepted",
         outcome_timestamp=OVERRIDDEN_AT,
@@ -61,10 +61,10 @@ async def store(migrated_url: str) -> AsyncIterator[Store]:
         await store.close()
 
 
-async def issued(store: Store, rule_id: str = "weight-management", patient_hash: str = PATIENT) -> str:
+async def issued(store: Store, rule_id: str = "weight-management", patient_hash: str = PATIENT, *, service_id: str = SERVICE) -> str:
     """A card the service issued, written to the database."""
     issued_card = card(rule_id)
-    store.record_invocation(invocation(patient_hash=patient_hash, cards=(issued_card,)))
+    store.record_invocation(invocation(service_id=service_id, patient_hash=patient_hash, cards=(issued_card,)))
     await eventually(lambda: store.audit_backlog == 0)
     return issued_card.uuid
 
@@ -149,7 +149,7 @@ async def test_feedback_finds_a_card_whose_audit_record_is_still_queued(migrated
     """Feedback can outrun the audit writer: the card is looked up in the queue too."""
     store = feedback_store(migrated_url)  # not started: its writer has not run yet
     queued = card("weight-management")
-    store.record_invocation(invocation(patient_hash=PATIENT, cards=(queued,)))
+    store.record_invocation(invocation(service_id=SERVICE, patient_hash=PATIENT, cards=(queued,)))
     try:
         [outcome] = await store.save_feedback([overridden(queued.uuid)])
         assert outcome.known_card and outcome.suppressed_rule == "weight-management"
@@ -177,7 +177,7 @@ async def test_feedback_that_reached_another_replica_first_takes_effect_once_the
     holding = feedback_store(migrated_url)  # not started: its card waits
     other = feedback_store(migrated_url)
     late = card("weight-management")
-    holding.record_invocation(invocation(patient_hash=PATIENT, cards=(late,)))
+    holding.record_invocation(invocation(service_id=SERVICE, patient_hash=PATIENT, cards=(late,)))
     await other.start()
     try:
         [outcome] = await other.save_feedback([overridden(late.uuid, reason, override_reason_system=system)])
@@ -232,7 +232,7 @@ async def test_reconciling_reads_only_feedback_newer_than_two_runs_ago(migrated_
     assert {uuid: bool(flag) for uuid, flag in known} == {old.uuid: False, recent.uuid: True}
 
 
-def _store_card_as_another_replica(url: str, card_uuid: str, *, rule_id: str = "weight-management") -> None:
+def _store_card_as_another_replica(url: str, card_uuid: str, *, rule_id: str = "weight-management", service_id: str = SERVICE) -> None:
     """The card as another replica's audit writer commits it, its late-feedback check having seen nothing."""
     engine = make_engine(url)
     try:
@@ -240,7 +240,7 @@ def _store_card_as_another_replica(url: str, card_uuid: str, *, rule_id: str = "
             invocation_id = connection.execute(
                 sa.insert(Invocation.__table__).returning(Invocation.__table__.c.id),  # type: ignore[attr-defined]
                 {
-                    "service_id": "back-knee-care-guidance", "hook": "patient-view", "hook_instance": f"raced-{card_uuid}",
+                    "service_id": service_id, "hook": "patient-view", "hook_instance": f"raced-{card_uuid}",
                     "patient_hash": PATIENT, "status": 200, "duration_ms": 1.0, "catalogue_version": "1.0.1",
                     "received_at": OVERRIDDEN_AT, "skipped_resources": [],
                 },
@@ -297,11 +297,21 @@ async def test_feedback_contradicting_its_card_is_refused_and_nothing_of_the_req
     uuid = await issued(store)
     with pytest.raises(FeedbackMismatch, match=f"card '{uuid}' has no suggestion 'made-up'"):
         await store.save_feedback([accepted(uuid, "s-1"), accepted(uuid, "s-2", "made-up")])
-    acl = await issued(store, "acl-tear-surgical-referral")
+    acl = await issued(store, "acl-tear-surgical-referral", service_id="back-knee-injury-referral")
     with pytest.raises(FeedbackMismatch, match="was issued by service 'back-knee-injury-referral'"):
         await store.save_feedback([overridden(acl)])  # sent to back-knee-care-guidance
     assert rows(migrated_url, "SELECT count(*) FROM feedback") == [(0,)]
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
+
+
+async def test_a_card_is_checked_against_the_service_that_issued_it(store: Store) -> None:
+    """Not against today's catalogue: a release may have moved the rule to another service since.
+    The audit trail says who showed the card; feedback sent there is the right feedback."""
+    uuid = await issued(store, "weight-management", service_id="back-knee-risk-factors")
+    [outcome] = await store.save_feedback([overridden(uuid, service_id="back-knee-risk-factors")])
+    assert outcome.known_card and outcome.suppressed_rule == "weight-management"
+    with pytest.raises(FeedbackMismatch, match="was issued by service 'back-knee-risk-factors'"):
+        await store.save_feedback([overridden(uuid, "patient-declined")])  # to back-knee-care-guidance
 
 
 async def test_late_feedback_sent_to_another_service_suppresses_nothing(migrated_url: str) -> None:
@@ -311,7 +321,7 @@ async def test_late_feedback_sent_to_another_service_suppresses_nothing(migrated
     try:  # not started: the card is written below, as another replica would
         [outcome] = await store.save_feedback([overridden(acl.uuid)])
         assert not outcome.known_card
-        _store_card_as_another_replica(migrated_url, acl.uuid, rule_id="acl-tear-surgical-referral")
+        _store_card_as_another_replica(migrated_url, acl.uuid, rule_id="acl-tear-surgical-referral", service_id="back-knee-injury-referral")
         assert await store.reconcile_late_feedback() == 1
     finally:
         await store.close()
