@@ -296,10 +296,11 @@ class AuditWriter:
             write = asyncio.ensure_future(
                 self._database.run(functools.partial(write_invocations, after_failure=after_failure), part, self._policy)
             )
-            self._writing = (write, part)
+            self._writing = (write, part)  # until it is settled here; a cancelled writer leaves it to close()
             try:
                 await asyncio.shield(write)
             except sa.exc.SQLAlchemyError as exc:
+                self._writing = None
                 after_failure = True
                 if is_transient(exc):
                     await asyncio.sleep(self._retry_seconds)
@@ -312,9 +313,7 @@ class AuditWriter:
                     )
                     self._queue.written(part, lost=True)
                 continue
-            finally:
-                if not write.cancelled() and write.done():
-                    self._writing = None
+            self._writing = None
             after_failure = False
             self._queue.written(part)
 

@@ -206,8 +206,10 @@ class Database:
 
     async def _supervise(self) -> None:
         while True:
+            # Cleared before probing: trouble reported while the probe runs, or just after it
+            # found the database well, must send the loop round again, not be wiped out.
+            self._trouble.clear()
             if await self.probe() is None:
-                self._trouble.clear()
                 await self._trouble.wait()
             else:
                 await asyncio.sleep(self._retry_seconds)

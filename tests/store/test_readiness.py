@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.store import Store
+from service.store.connection import Database
 from tests.store.helpers import AbsentDatabase
 
 
@@ -121,3 +122,17 @@ async def test_a_migration_that_keeps_failing_is_logged_once(database_url: str, 
         finally:
             await store.close()
     assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == ["migrations failed"]
+
+
+async def test_trouble_reported_right_after_a_good_probe_is_not_lost(migrated_url: str) -> None:
+    """The supervisor cleared its trouble flag after the probe: trouble reported in between was
+    wiped out, and nothing probed again (the store stayed 'down' with the database well)."""
+    database = Database(migrated_url, retry_seconds=0.05, migrate_on_start=False, connect_timeout_seconds=2)
+    database.start()
+    try:
+        await database.wait_usable()  # set inside the probe: this resumes before the supervisor does
+        database.report_trouble(OSError("connection lost"))
+        assert not database.usable
+        await asyncio.wait_for(database.wait_usable(), 10)  # a generous bound: the supervisor probes again
+    finally:
+        await database.close()
