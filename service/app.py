@@ -24,6 +24,7 @@ from service.config_error import ConfigError
 from service.engine.catalogue import load_catalogue
 from service.fhir import ValidationMemo, load_models
 from service.metrics import Metrics
+from service.outbound_tls import tls_verification
 from service.privacy import PatientHasher, load_or_create_key
 from service.settings import Settings
 from service.state import AppState, utc_now
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         checked_url(settings.database_url)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    verify = tls_verification()  # a CA file that cannot be loaded fails here, at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +73,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         load_models()  # before serving: else the first hook call imports them (34 ms of its 35)
         # One HTTP client for the whole process. No hop to another host: redirects are never
         # followed, and proxy variables in the environment are not read (a bearer token would go there).
-        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=settings.fhir_timeout_seconds) as http:
+        async with httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, verify=verify, timeout=settings.fhir_timeout_seconds
+        ) as http:
             metrics = Metrics()
             memo = ValidationMemo(settings.validation_cache_size)
             metrics.watch_validation_memo(lambda: (memo.hits, memo.misses, len(memo)))
