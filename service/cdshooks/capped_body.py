@@ -13,7 +13,7 @@ import zlib
 
 import httpx
 
-__all__ = ["ACCEPT_ENCODING", "BodyRefused", "BodyTooLarge", "read_capped"]
+__all__ = ["ACCEPT_ENCODING", "BodyRefused", "BodyTooLarge", "ByteBudget", "read_capped"]
 
 # The only coding asked for (``Accept-Encoding``), so the only one accepted besides none.
 ACCEPT_ENCODING = "gzip"
@@ -28,34 +28,51 @@ class BodyTooLarge(BodyRefused):
     """The answer, decoded, is larger than the cap."""
 
 
-async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    """The body, decoded; :class:`BodyRefused` once it would pass ``max_bytes`` (after decoding)."""
+class ByteBudget:
+    """Bytes answers may hold once decoded: one answer's, or (shared) every answer of one hook
+    call's, charged as each piece arrives so answers read at the same time see each other."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def left(self) -> int:
+        return max(self.limit - self.used, 0)
+
+    def take(self, count: int) -> None:
+        self.used += count
+        if self.used > self.limit:
+            raise BodyTooLarge(f"it is larger than {self.limit} bytes")
+
+
+async def read_capped(response: httpx.Response, budget: ByteBudget) -> bytes:
+    """The body, decoded; :class:`BodyRefused` once the budget would be passed (after decoding)."""
     inflater = _inflater_for(response.headers.get("content-encoding", ""))
     body = bytearray()
     try:
         async for raw in response.aiter_raw():
-            if inflater is None:
-                body += raw
-            else:
-                _inflate_into(body, inflater, raw, max_bytes)
-            if len(body) > max_bytes:
-                raise BodyTooLarge(f"it is larger than {max_bytes} bytes")
+            piece = raw if inflater is None else _inflated(inflater, raw, budget.left)
+            budget.take(len(piece))
+            body += piece
         if inflater is not None:
-            body += inflater.flush(max_bytes - len(body) + 1)
+            piece = inflater.flush(budget.left + 1)
+            budget.take(len(piece))
+            body += piece
             if not inflater.eof:
                 raise BodyRefused("its gzip data is broken (it ends before the gzip stream does)")
     except zlib.error as exc:
         raise BodyRefused(f"its gzip data is broken ({exc})") from None
-    if len(body) > max_bytes:
-        raise BodyTooLarge(f"it is larger than {max_bytes} bytes")
     return bytes(body)
 
 
-def _inflate_into(body: bytearray, inflater: zlib._Decompress, data: bytes, max_bytes: int) -> None:
-    """Each step yields at most one byte past the cap, however far ``data`` would inflate."""
-    while data and len(body) <= max_bytes:
-        body += inflater.decompress(data, max_bytes - len(body) + 1)
+def _inflated(inflater: zlib._Decompress, data: bytes, room: int) -> bytes:
+    """``data`` inflated, but never more than one byte past ``room``, however far it would inflate."""
+    out = bytearray()
+    while data and len(out) <= room:
+        out += inflater.decompress(data, room - len(out) + 1)
         data = inflater.unconsumed_tail
+    return bytes(out)
 
 
 def _inflater_for(content_encoding: str) -> zlib._Decompress | None:

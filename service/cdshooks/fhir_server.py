@@ -21,11 +21,11 @@ import orjson
 
 from service.cdshooks.body import nesting_exceeds
 from service.cdshooks.bundles import bundle_entries, is_bundle, merge_pages, next_link
-from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, BodyTooLarge, read_capped
+from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, BodyTooLarge, ByteBudget, read_capped
 from service.cdshooks.fhir_allowlist import ServerUrl, UrlRefused, parse_server_url
 from service.metrics import Metrics
 
-__all__ = ["ByteBudget", "FhirServerError", "FhirServerSession", "ResourceBudget"]
+__all__ = ["FhirServerError", "FhirServerSession", "ResourceBudget"]
 
 log = logging.getLogger("service.cdshooks.fhir_server")
 
@@ -54,19 +54,6 @@ class ResourceBudget:
             raise FhirServerError(
                 f"the FHIR server returned more resources than CDS_MAX_PREFETCH_RESOURCES={self.limit} allows"
             )
-
-
-class ByteBudget:
-    """Bytes fetched for one request, every key and page together: no more than its body could
-    have brought (``CDS_MAX_BODY_BYTES``); pages held until merged must not add up past it."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.used = 0
-
-    @property
-    def left(self) -> int:
-        return max(self.limit - self.used, 0)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -202,7 +189,7 @@ class FhirServerSession:
     async def _read_capped(self, response: httpx.Response) -> bytes:
         """The body, refusing more than the bytes left for this request once decoded (a server must not exhaust our memory)."""
         try:
-            body = await read_capped(response, self.bytes.left)
+            return await read_capped(response, self.bytes)
         except BodyTooLarge:
             raise FhirServerError(
                 f"the FHIR server's answers for this call are larger than {self.bytes.limit} bytes "
@@ -210,8 +197,6 @@ class FhirServerSession:
             ) from None
         except BodyRefused as exc:
             raise FhirServerError(f"the FHIR server's answer was refused: {exc}") from None
-        self.bytes.used += len(body)
-        return body
 
 
 def _resolved(link: str, base: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
-from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, read_capped
+from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, ByteBudget, read_capped
 from service.cdshooks.keys import VerificationKey, parse_jwks
 
 __all__ = ["JwksCache"]
@@ -157,7 +157,7 @@ class JwksCache:
                 hint = " (redirects are not followed; configure the final URL)" if response.is_redirect else ""
                 raise _FetchError(f"HTTP {response.status_code}{hint}")
             try:
-                body = await read_capped(response, self._max_bytes)
+                body = await read_capped(response, ByteBudget(self._max_bytes))
             except BodyRefused as exc:
                 raise _FetchError(f"response refused: {exc}") from None
         return orjson.loads(body)

@@ -8,7 +8,7 @@ import tracemalloc
 import httpx
 import pytest
 
-from service.cdshooks.capped_body import BodyRefused, read_capped
+from service.cdshooks.capped_body import BodyRefused, ByteBudget, read_capped
 
 DOCUMENT = b'{"resourceType": "Bundle", "type": "searchset"}'
 
@@ -16,7 +16,7 @@ DOCUMENT = b'{"resourceType": "Bundle", "type": "searchset"}'
 async def _read(body: bytes, headers: dict[str, str], max_bytes: int) -> bytes:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, headers=headers, stream=httpx.ByteStream(body)))
     async with httpx.AsyncClient(transport=transport) as client, client.stream("GET", "http://127.0.0.1/fhir") as response:
-        return await read_capped(response, max_bytes)
+        return await read_capped(response, ByteBudget(max_bytes))
 
 
 @pytest.mark.parametrize("encoding", [None, "identity", "gzip", "GZIP", "x-gzip"])

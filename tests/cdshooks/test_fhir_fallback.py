@@ -138,7 +138,6 @@ def test_case_7_missing_prefetch_is_fetched_with_the_bearer_token(
         ({"operation_outcome": True}, "the FHIR server answered with an OperationOutcome"),
         # Stacked codings: 2 KB of 'gzip, gzip' inflated to 1 GiB inside httpx before any cap.
         ({"answer": (_TWICE_GZIPPED_BOMB, {"content-encoding": "gzip, gzip"})}, "the FHIR server's answer was refused: its Content-Encoding 'gzip, gzip' was not asked for"),
-        ({"answer": (gzip.compress(bytes(6 * 1024 * 1024)), {"content-encoding": "gzip"})}, "the FHIR server's answers for this call are larger than 5242880 bytes"),
     ],
 )
 def test_case_8_a_failing_fhir_server_is_412_saying_why(
@@ -376,6 +375,25 @@ def test_a_token_no_bearer_header_can_carry_is_400_and_not_sent(app: TestClient,
     assert message.startswith("fhirAuthorization.access_token: String should match pattern")
     assert token not in message
     assert fhir_server.requests == []
+
+
+def test_an_answer_past_the_calls_byte_limit_once_inflated_is_412(app: TestClient, fhir_server: FhirTestServer) -> None:
+    """6 MiB of JSON in 6 KB of gzip: refused once inflated past CDS_MAX_BODY_BYTES (the call's keys share that limit)."""
+    fhir_server.behave(only_types={"Condition"}, answer=(gzip.compress(bytes(6 * 1024 * 1024)), {"content-encoding": "gzip"}))
+    message = error_of(app.post(RISK, json=fallback_request(fhir_server.base_url, "example", prefetch={"patient": None})), 412)
+    assert "the FHIR server's answers for this call are larger than 5242880 bytes (all keys and pages together" in message
+
+
+def test_keys_fetched_at_once_share_the_calls_byte_limit(open_app: AppFactory, fhir_server: FhirTestServer) -> None:
+    """Three answers of 250 KB against a limit of 600 KB: over it, whichever order they arrive in
+    (each read its own snapshot of what was left, and most such calls answered 200)."""
+    app = open_app(fhir_server_allowlist=[fhir_server.base_url], max_body_bytes=600_000)
+    padding = "x" * 250_000
+    answer = orjson.dumps({"resourceType": "Bundle", "type": "searchset", "meta": {"tag": [{"code": padding}]}})
+    fhir_server.behave(answer=(answer, {}))
+    for _ in range(5):
+        message = error_of(app.post(RISK, json=fallback_request(fhir_server.base_url, "example", prefetch={"patient": None})), 412)
+        assert "answers for this call are larger than 600000 bytes" in message
 
 
 def test_a_gzipped_answer_is_read(app: TestClient, fhir_server: FhirTestServer) -> None:
