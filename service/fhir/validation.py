@@ -124,7 +124,7 @@ class ResourceValidator:
 
     def skip(self, resource: dict[str, Any], reason: str) -> None:
         """Record a relevant resource that is valid FHIR but cannot be used (an unknown unit ...)."""
-        self._skipped.append(f"{describe(resource)}: {reason}")
+        self._skipped.append(_cut(f"{describe(resource)}: {reason}", _MAX_SKIP_LINE))  # the reason may quote client text (a unit)
 
 
 def _why_invalid(resource: dict[str, Any]) -> str | None:

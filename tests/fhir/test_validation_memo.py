@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from service.fhir import FactDefinitions, PatientFacts, ValidationMemo, compute_facts, validation
-from tests.fhir.builders import PATIENT_ID, TODAY, condition, patient, weight
+from tests.fhir.builders import PATIENT_ID, TODAY, condition, observation, patient, weight
 
 OA = "239873007"
 
@@ -91,3 +91,9 @@ def test_a_skip_line_stays_short_whatever_the_resource_sends(definitions: FactDe
     assert len(facts.skipped) == 2
     assert facts.skipped[0].startswith("Condition/" + "x" * 63 + "…: not valid FHIR R4")
     assert all(len(line) <= 500 for line in facts.skipped)
+
+
+def test_a_valid_resource_skipped_for_its_content_gets_a_short_line_too(definitions: FactDefinitions) -> None:
+    """Valid FHIR, unusable here: an unknown unit is quoted in the reason, and a client may send 1 MB of it."""
+    facts = _facts(definitions, ValidationMemo(100), observation("29463-7", 70, "x" * 1_000_000, when=TODAY.isoformat()))
+    assert len(facts.skipped) == 1 and len(facts.skipped[0]) <= 500
