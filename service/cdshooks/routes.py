@@ -75,6 +75,7 @@ async def call_service(service_id: str, request: Request) -> Response:
         raise HookRequestError(
             f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"
         )
+    links_base = public_base_url(state, request)  # a Host no link can start with is a 400 before any fetch
     gathered = await state.gatherer.gather(hook_request, service.prefetch)
     hook, hook_instance, patient_id = hook_request.hook, hook_request.hookInstance, hook_request.patient_id
     patient_hash = state.hasher(patient_id)
@@ -96,7 +97,7 @@ async def call_service(service_id: str, request: Request) -> Response:
         catalogue=state.catalogue,
         service_id=service_id,
         suppressed=suppressed,
-        base_url=public_base_url(state, request),
+        base_url=links_base,
         cards=state.cards,
     )
     # CardsResponse as it is sent: its cards (systemActions is never set), dumped without first

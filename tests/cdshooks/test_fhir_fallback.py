@@ -207,6 +207,12 @@ def test_an_unreachable_allowed_server_is_412(open_app: AppFactory) -> None:
     assert message == "prefetch key 'conditions' is missing and the service could not connect to the FHIR server"
 
 
+def test_a_bad_host_header_is_refused_before_anything_is_fetched(app: TestClient, fhir_server: FhirTestServer) -> None:
+    response = app.post(REFERRAL, json=fallback_request(fhir_server.base_url, "example", prefetch={"patient": None}), headers={"host": "ex ample.org"})
+    assert response.status_code == 400
+    assert fhir_server.requests == []  # the EHR's token went nowhere for a call that cannot be answered
+
+
 def test_proxy_variables_in_the_environment_are_not_followed(
     open_app: AppFactory, fhir_server: FhirTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
