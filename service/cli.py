@@ -154,23 +154,25 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     base_url = settings.public_base_url or f"http://127.0.0.1:{DEFAULT_PORT}"
     # What the service would refuse (412: prefetch it would have to fetch) is not evaluated: "no
-    # cards" would read as an all-clear. One service asked for: a one-line error.
+    # cards" would read as an all-clear. Nothing evaluable at all for the one service asked for: an error.
+    patients = patient_ids(data) or [None]
     unevaluated = {}
-    for service_id in service_ids:
-        found = data.unusable_prefetch(catalogue.services[service_id].prefetch)
-        if found is not None:
-            path, key = found
-            unevaluated[service_id] = (
-                f"{path}: prefetch key '{key}' is missing or holds an OperationOutcome; the service would answer 412 "
-                "(offline, nothing is fetched from a FHIR server)"
-            )
-    if args.service_id in unevaluated:
-        raise UsageError(unevaluated[args.service_id])
+    for patient_id in patients:
+        for service_id in service_ids:
+            found = data.unusable_prefetch(catalogue.services[service_id].prefetch, patient_id)
+            if found is not None:
+                path, key = found
+                unevaluated[patient_id, service_id] = (
+                    f"{path}: prefetch key '{key}' is missing or holds an OperationOutcome; the service would answer 412 "
+                    "(offline, nothing is fetched from a FHIR server)"
+                )
+    if args.service_id and len(unevaluated) == len(patients):
+        raise UsageError(next(iter(unevaluated.values())))
     results = []
     cards = CardBuilder(catalogue)
-    for patient_id in patient_ids(data) or [None]:
+    for patient_id in patients:
         for service_id in service_ids:
-            if service_id in unevaluated:
+            if (patient_id, service_id) in unevaluated:
                 results.append((patient_id, service_id, None))
                 continue
             evaluation = evaluate_service(
@@ -183,7 +185,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             "as_of": today.isoformat(),
             "catalogue_version": catalogue.version,
             "results": [
-                {"patient": patient_id, "service": service_id, "not_evaluated": unevaluated[service_id]}
+                {"patient": patient_id, "service": service_id, "not_evaluated": unevaluated[patient_id, service_id]}
                 if evaluation is None
                 else {
                     "patient": patient_id,
@@ -200,7 +202,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for patient_id, service_id, evaluation in results:
         lines += ["", f"== Patient {patient_id or '(no Patient resource)'}: {service_id} ({catalogue.services[service_id].title})"]
         if evaluation is None:
-            lines.append(f"(not evaluated: {unevaluated[service_id]})")
+            lines.append(f"(not evaluated: {unevaluated[patient_id, service_id]})")
             continue
         lines += [card_text(card) for card in evaluation.cards] or ["(no cards)"]
         lines += [f"(skipped: {item})" for item in evaluation.skipped]

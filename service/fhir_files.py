@@ -27,14 +27,16 @@ class InputData:
 
     resources: list[dict[str, Any]] = field(default_factory=list)
     context_patients: list[str] = field(default_factory=list)
-    # Per CDS Hooks request file, the prefetch keys it gives the service something to use under
-    # (a resource, or null for "no data"); a missing key or an OperationOutcome is not among them.
-    request_prefetch: list[tuple[Path, frozenset[str]]] = field(default_factory=list)
+    # Per CDS Hooks request file: its patient, and the prefetch keys it gives the service something
+    # to use under (a resource, or null for "no data"); a missing key or an OperationOutcome is not.
+    request_prefetch: list[tuple[Path, str, frozenset[str]]] = field(default_factory=list)
 
-    def unusable_prefetch(self, keys: Iterable[str]) -> tuple[Path, str] | None:
-        """The first (request file, key) among ``keys`` that the service would have to fetch: it
-        answers 412 there, as no FHIR server is called offline."""
-        for path, usable in self.request_prefetch:
+    def unusable_prefetch(self, keys: Iterable[str], patient_id: str | None) -> tuple[Path, str] | None:
+        """The first (request file, key) among ``keys`` that the service would have to fetch for a
+        request about ``patient_id``: it answers 412 there, as no FHIR server is called offline."""
+        for path, patient, usable in self.request_prefetch:
+            if patient != patient_id:
+                continue
             for key in keys:
                 if key not in usable:
                     return path, key
@@ -99,7 +101,7 @@ def _add_document(path: Path, document: Any, data: InputData) -> None:
             raise FhirFileError(f"{path}: CDS Hooks request 'prefetch' must be an object")
         usable = {key: value for key, value in prefetch.items() if value is None or _is_data(value)}
         data.resources.extend(value for value in usable.values() if value is not None)
-        data.request_prefetch.append((path, frozenset(usable)))
+        data.request_prefetch.append((path, patient, frozenset(usable)))
         return
     raise FhirFileError(f"{path}: not a FHIR resource (no resourceType) and not a CDS Hooks request (no hook/context)")
 

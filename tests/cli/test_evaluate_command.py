@@ -106,6 +106,25 @@ def test_a_request_the_service_would_refuse_is_not_reported_as_no_cards(
     assert not any("cards" in result for result in results)
 
 
+def test_only_the_patient_whose_request_lacks_prefetch_is_not_evaluated(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def request(patient_id: str, *, conditions: bool) -> Path:
+        prefetch: dict[str, object] = {
+            "patient": {"resourceType": "Patient", "id": patient_id, "birthDate": "1950-01-01"}, "observations": None, "familyHistory": None,
+        }
+        if conditions:
+            prefetch["conditions"] = None
+        path = tmp_path / f"{patient_id}.json"
+        path.write_text(json.dumps({"hook": "patient-view", "hookInstance": patient_id, "context": {"patientId": patient_id}, "prefetch": prefetch}))
+        return path
+
+    complete, lacking = request("pA", conditions=True), request("pB", conditions=False)
+    code, out, _ = run_cli(capsys, "evaluate", str(complete), str(lacking), "--service", "back-knee-risk-factors", "--as-of", "2020-06-01", "--format", "json")
+    assert code == 0
+    results = {result["patient"]: result for result in json.loads(out)["results"]}
+    assert "cards" in results["pA"] and "not_evaluated" not in results["pA"]
+    assert results["pB"]["not_evaluated"].startswith(f"{lacking}: prefetch key 'conditions' is missing")
+
+
 def test_evaluate_ndjson(capsys: pytest.CaptureFixture[str], chauncey: Path, tmp_path: Path) -> None:
     bundle = json.loads(chauncey.read_text(encoding="utf-8"))
     path = tmp_path / "patient.ndjson"
