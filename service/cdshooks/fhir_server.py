@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -162,6 +163,10 @@ class FhirServerSession:
                 outcome="timeout",
             ) from exc
         except httpx.ConnectError as exc:
+            if _certificate_refused(exc):
+                raise FhirServerError(
+                    "the FHIR server's TLS certificate could not be verified (a private CA goes in SSL_CERT_FILE)"
+                ) from exc
             raise FhirServerError("the service could not connect to the FHIR server") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise FhirServerError("the FHIR server closed the connection without a complete answer") from exc
@@ -197,6 +202,16 @@ class FhirServerSession:
             ) from None
         except BodyRefused as exc:
             raise FhirServerError(f"the FHIR server's answer was refused: {exc}") from None
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """True when ``exc`` comes from a certificate that failed verification (somewhere in its chain of causes)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _resolved(link: str, base: str) -> str:

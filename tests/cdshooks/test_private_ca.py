@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import shutil
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,8 +100,33 @@ def test_a_private_ca_named_by_ssl_cert_file_is_trusted(
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with TestClient(create_app(make_settings(fhir_server_allowlist=[server]))) as client:
         status, text = _call(client, server)
-    assert status == 412 and "could not connect" in text  # the bundled CAs do not know this one
+    assert status == 412 and "TLS certificate could not be verified (a private CA goes in SSL_CERT_FILE)" in text  # the bundled CAs do not know it
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    with TestClient(create_app(make_settings(fhir_server_allowlist=[server]))) as client:
+        assert _call(client, server) == (200, '{"cards":[]}')
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["a-plain-ca-file", "rehashed"])
+def test_ssl_cert_dir_works_only_as_openssl_reads_it(
+    make_settings: SettingsFactory, https_fhir_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, hashed: bool
+) -> None:
+    """OpenSSL reads a CA directory by hash-named files: a directory holding only ca.pem trusted
+    nothing, silently, and every call answered 'could not connect'."""
+    server, ca_file = https_fhir_server
+    directory = tmp_path / "cas"
+    directory.mkdir()
+    (directory / "ca.pem").write_bytes(ca_file.read_bytes())
+    if hashed:  # what `openssl rehash` makes: <subject hash>.0
+        if shutil.which("openssl") is None:
+            pytest.skip("the openssl command is not installed")
+        subject_hash = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca_file)], capture_output=True, text=True, check=True)
+        (directory / f"{subject_hash.stdout.strip()}.0").write_bytes(ca_file.read_bytes())
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(directory))
+    if not hashed:
+        with pytest.raises(ConfigError, match="SSL_CERT_DIR: .* holds no hash-named CA certificates"):
+            create_app(make_settings(fhir_server_allowlist=[server]))
+        return
     with TestClient(create_app(make_settings(fhir_server_allowlist=[server]))) as client:
         assert _call(client, server) == (200, '{"cards":[]}')
 
