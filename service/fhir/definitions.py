@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from service.catalogue_error import CatalogueError, from_validation_error, read_catalogue_yaml, validate_catalogue_file
 from service.fhir.codes import CodeMatcher, CodePattern, CodeSystem, parse_pattern
@@ -65,6 +65,19 @@ class _SystemEntry(_Strict):
     uri: str = Field(min_length=1)
     stems: bool = False
     insert_dot_after: StrictInt | None = Field(default=None, ge=1)
+    # A regular expression every code listed for this system must match (systems without stems):
+    # a mistyped code ("2305600X") is refused at load, not left to never match.
+    code_format: str | None = None
+
+    @field_validator("code_format")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class _ConceptEntry(_Strict):
@@ -387,9 +400,12 @@ def _compile_valuesets(
                 )
             if not codes:
                 raise CatalogueError(str(path), "list at least one code", entry=where, field=f"codes.{system_name}")
+            code_format = valuesets.systems[system_name].code_format
             for index, text in enumerate(codes):
                 try:
                     entries.append((name, system_name, parse_pattern(text, stems=system.stems)))
+                    if code_format is not None and not system.stems and not re.fullmatch(code_format, text.strip()):
+                        raise ValueError(f"'{text}' is not a {system_name} code (code_format {code_format})")
                 except ValueError as exc:
                     raise CatalogueError(str(path), str(exc), entry=where, field=f"codes.{system_name}[{index}]") from None
         concepts[name] = Concept(name, concept.label, concept.source)

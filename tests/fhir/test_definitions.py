@@ -209,6 +209,24 @@ def test_bad_code_patterns_are_refused(rules_copy: Path, pattern: str) -> None:
     assert error.entry == "concept 'fall'" and error.field == "codes.ICD-10-CM[1]"
 
 
+@pytest.mark.parametrize(("system", "code"), [("SNOMED", "2305600X"), ("LOINC", "39156")])
+def test_a_code_not_in_its_systems_format_is_refused(rules_copy: Path, system: str, code: str) -> None:
+    """A mistyped code would simply never match: refused at load, named with its place."""
+    def mistype(raw: dict) -> None:  # type: ignore[type-arg]
+        concept = next(c for c in raw["concepts"].values() if system in c["codes"])
+        concept["codes"][system][0] = code
+
+    _edit(rules_copy / "valuesets.yaml", mistype)
+    error = _error(rules_copy)
+    assert error.field == f"codes.{system}[0]"
+    assert f"'{code}' is not a {system} code (code_format" in str(error)
+
+
+def test_a_code_format_that_is_not_a_regular_expression_is_refused(rules_copy: Path) -> None:
+    _edit(rules_copy / "valuesets.yaml", lambda raw: raw["systems"]["SNOMED"].update(code_format="[0-9"))
+    assert "not a regular expression" in str(_error(rules_copy))
+
+
 def test_unknown_code_system_is_refused(rules_copy: Path) -> None:
     _edit(rules_copy / "valuesets.yaml", lambda raw: raw["concepts"]["fall"]["codes"].update(ICD10=["W19"]))
     error = _error(rules_copy)
