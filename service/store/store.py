@@ -72,7 +72,6 @@ class Store:
             migrate_on_start=migrate_on_start,
             connect_timeout_seconds=connect_timeout_seconds,
         )
-        self._feedback_timeout_seconds = connect_timeout_seconds
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         # What feedback suppresses (the catalogue's): on arrival, and when feedback stored before its
         # card's audit record (by another replica, or during an outage) meets the card.
@@ -168,10 +167,11 @@ class Store:
                     self._suppression_policy,
                     received_at or datetime.now(UTC),
                 ),
-                self._feedback_timeout_seconds,
+                self._database.connect_timeout_seconds,
             )
         except TimeoutError:
-            raise StoreUnavailable(f"feedback not stored: the database did not answer within {self._feedback_timeout_seconds:g} s") from None
+            waited = self._database.connect_timeout_seconds
+            raise StoreUnavailable(f"feedback not stored: the database did not answer within {waited:g} s") from None
         except sa.exc.SQLAlchemyError as exc:
             if not is_transient(exc):
                 log.error("feedback could not be stored", extra={"fields": {"reason": reason_of(exc)}})
