@@ -8,8 +8,9 @@ the same item sent again is stored once. An item's identity is a hash of what it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -26,6 +27,10 @@ __all__ = ["apply_late_feedback", "feedback_identity", "reconcile_late_feedback"
 _FEEDBACK = Feedback.__table__  # type: ignore[attr-defined]
 _CARD = CardIssued.__table__  # type: ignore[attr-defined]
 _INVOCATION = Invocation.__table__  # type: ignore[attr-defined]
+# What feedback needs of a stored card, with the service that issued it (its invocation's).
+_CARDS_WITH_ISSUER = sa.select(
+    _CARD.c.uuid, _INVOCATION.c.service_id, _CARD.c.rule_id, _CARD.c.patient_hash, _CARD.c.suggestion_uuids
+).join(_INVOCATION, _INVOCATION.c.id == _CARD.c.invocation_id)
 
 
 def feedback_identity(record: FeedbackRecord) -> str:
@@ -129,13 +134,11 @@ def reconcile_late_feedback(
         newest = connection.execute(sa.select(sa.func.max(_FEEDBACK.c.id))).scalar_one_or_none() or 0
         start = after_id if after_id is not None else newest - _FIRST_LOOKBACK_ROWS
         found = connection.execute(
-            sa.select(_CARD.c.uuid, _INVOCATION.c.service_id, _CARD.c.rule_id, _CARD.c.patient_hash)
-            .join(_INVOCATION, _INVOCATION.c.id == _CARD.c.invocation_id)
-            .join(_FEEDBACK, _FEEDBACK.c.card_uuid == _CARD.c.uuid)
+            _CARDS_WITH_ISSUER.join(_FEEDBACK, _FEEDBACK.c.card_uuid == _CARD.c.uuid)
             .where(_FEEDBACK.c.id > start, _FEEDBACK.c.known_card.is_(False))
             .limit(limit)
-        ).all()
-        cards = {uuid: PendingCard(service_id, rule_id, patient_hash) for uuid, service_id, rule_id, patient_hash in found}
+        )
+        cards = dict(_pending_cards(found))
         return (apply_late_feedback(connection, cards, policy) if cards else 0), newest
 
 
@@ -153,14 +156,14 @@ def _suppress(
 def _cards(connection: sa.Connection, uuids: set[str]) -> dict[str, PendingCard]:
     found: dict[str, PendingCard] = {}
     for chunk in in_chunks(clean_text(uuid) for uuid in uuids):
-        query = (
-            sa.select(_CARD.c.uuid, _INVOCATION.c.service_id, _CARD.c.rule_id, _CARD.c.patient_hash, _CARD.c.suggestion_uuids)
-            .join(_INVOCATION, _INVOCATION.c.id == _CARD.c.invocation_id)
-            .where(_CARD.c.uuid.in_(chunk))
-        )
-        for uuid, service_id, rule_id, patient_hash, suggestions in connection.execute(query):
-            found[uuid] = PendingCard(service_id, rule_id, patient_hash, tuple(suggestions or ()))
+        found.update(_pending_cards(connection.execute(_CARDS_WITH_ISSUER.where(_CARD.c.uuid.in_(chunk)))))
     return found
+
+
+def _pending_cards(rows: Iterable[sa.Row[Any]]) -> Iterator[tuple[str, PendingCard]]:
+    """``(uuid, card)`` of rows selected by ``_CARDS_WITH_ISSUER``."""
+    for uuid, service_id, rule_id, patient_hash, suggestions in rows:
+        yield uuid, PendingCard(service_id, rule_id, patient_hash, tuple(suggestions or ()))
 
 
 def _check_against_card(record: FeedbackRecord, card: PendingCard) -> None:
