@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import jwt
@@ -54,6 +54,8 @@ _PROVEN_JKUS_PER_ISSUER = 8
 # (issuer, caller address) pairs whose last new-jku fetch is remembered.
 _NEW_JKU_CALLERS = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class AuthFailure(Exception):
@@ -159,11 +161,7 @@ class JwtVerifier:
 
     def _prove_jku(self, issuer: str, jku: str) -> None:
         """Remember (per issuer, the last few) a jku whose key verified a token."""
-        proven = self._proven_jkus.setdefault(issuer, OrderedDict())
-        proven[jku] = None
-        proven.move_to_end(jku)
-        while len(proven) > _PROVEN_JKUS_PER_ISSUER:
-            proven.popitem(last=False)
+        _keep_recent(self._proven_jkus.setdefault(issuer, OrderedDict()), jku, None, _PROVEN_JKUS_PER_ISSUER)
 
     @staticmethod
     def _allowed_jku(client: TrustedClient, *, kid: str, jku: Any) -> str:
@@ -183,10 +181,7 @@ class JwtVerifier:
         last = self._last_new_jku.get((issuer, caller))
         if last is not None and now - last < self._min_new_jku:
             return False
-        self._last_new_jku[(issuer, caller)] = now
-        self._last_new_jku.move_to_end((issuer, caller))
-        while len(self._last_new_jku) > _NEW_JKU_CALLERS:
-            self._last_new_jku.popitem(last=False)
+        _keep_recent(self._last_new_jku, (issuer, caller), now, _NEW_JKU_CALLERS)
         return True
 
     def _verified_claims(self, token: str, *, key: VerificationKey, alg: str, issuer: str) -> dict[str, Any]:
@@ -237,6 +232,14 @@ class JwtVerifier:
             sub=sub if isinstance(sub, str) else None,
             tenant=tenant if isinstance(tenant, str) else None,
         )
+
+
+def _keep_recent(recent: OrderedDict[K, V], key: K, value: V, capacity: int) -> None:
+    """Set ``key`` as the most recent entry; past ``capacity`` the least recent go first."""
+    recent[key] = value
+    recent.move_to_end(key)
+    while len(recent) > capacity:
+        recent.popitem(last=False)
 
 
 def _bearer_token(authorization: str | None) -> str:
