@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     cors_origins: CommaList = Field(default_factory=list)
     rules_dir: Path = DEFAULT_RULES_DIR
     log_format: Literal["json", "text"] = "json"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     patient_key: SecretStr | None = None
     patient_key_file: Path = Path("var/patient-key")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        # logging takes level names in upper case only; `info` is what people type.
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("public_base_url")
     @classmethod

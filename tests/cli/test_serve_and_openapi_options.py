@@ -55,6 +55,8 @@ def test_openapi_under_a_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
         ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org?"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
         ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org/#"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
         ({"CDS_CORS_ORIGINS": "*", "CDS_AUTH": "jwt"}, "error: configuration: CDS_CORS_ORIGINS='*' needs CDS_AUTH=off"),
+        ({"CDS_LOG_LEVEL": "verbose"}, "error: CDS_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
+        ({"CDS_LOG_LEVEL": ""}, "error: CDS_LOG_LEVEL: Input should be 'DEBUG'"),
     ],
 )
 def test_bad_settings_are_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str) -> None:
@@ -64,6 +66,12 @@ def test_bad_settings_are_one_line_naming_the_variable(monkeypatch: pytest.Monke
     with pytest.raises(UsageError) as refused:
         load_settings()
     assert f"error: {refused.value}".startswith(expected) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["debug", " Warning "])
+def test_log_level_names_are_taken_in_any_case(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CDS_LOG_LEVEL", value)
+    assert load_settings().log_level == value.strip().upper()
 
 
 @pytest.mark.parametrize(
