@@ -131,5 +131,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         app,
         hooks_by_service={service.id: service.hooks for service in catalogue.services.values()},
         prefetch_by_service={service.id: service.prefetch for service in catalogue.services.values()},
+        override_reason_system=catalogue.override_reason_system,
     )
     return app

@@ -9,6 +9,7 @@ client generator or a fuzzer (schemathesis in ``make fuzz``) builds requests tha
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -146,7 +147,8 @@ FEEDBACK_REQUEST_EXAMPLE: dict[str, Any] = {
             "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
             "outcome": "overridden",
             "overrideReason": {
-                "reason": {"code": "patient-declined", "system": "https://back-knee-cds.example/override-reasons", "display": "Patient declined"},
+                # The system is set from the catalogue by install_openapi: a reason in another system suppresses nothing.
+                "reason": {"code": "patient-declined", "system": "", "display": "Patient declined"},
                 "userComment": "Discussed at the last visit",
             },
             "outcomeTimestamp": "2025-01-10T14:05:00Z",
@@ -163,9 +165,14 @@ def request_body(model: type[BaseModel], *, examples: dict[str, dict[str, Any]])
 
 
 def install_openapi(
-    app: FastAPI, *, hooks_by_service: Mapping[str, Sequence[str]], prefetch_by_service: Mapping[str, Mapping[str, str]]
+    app: FastAPI,
+    *,
+    hooks_by_service: Mapping[str, Sequence[str]],
+    prefetch_by_service: Mapping[str, Mapping[str, str]],
+    override_reason_system: str,
 ) -> None:
-    """Complete ``app.openapi()`` with the request models and this catalogue's ids, hooks and prefetch."""
+    """Complete ``app.openapi()`` with the request models and this catalogue's ids, hooks, prefetch
+    and override-reason system."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -174,6 +181,7 @@ def install_openapi(
             _add_request_schemas(document)
             _narrow_to_catalogue(document, hooks_by_service)
             _describe_prefetch(document, prefetch_by_service)
+            _complete_feedback_example(document, override_reason_system)
             _require_client_jwt(document)
             _drop_unsent_validation_errors(document)
             app.openapi_schema = document
@@ -227,6 +235,18 @@ def _narrow_to_catalogue(document: dict[str, Any], hooks_by_service: Mapping[str
     hook_schema = document["components"]["schemas"]["HookRequest"]["properties"]["hook"]
     hook_schema["enum"] = hooks
     hook_schema["description"] = "The hook that fired; every service's hooks are listed in discovery."
+
+
+def _complete_feedback_example(document: dict[str, Any], override_reason_system: str) -> None:
+    """The feedback example's reason in the catalogue's system, so copying it does what it says."""
+    examples = document["paths"][FEEDBACK_PATH]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    example = examples["overridden-patient-declined"]
+    example["value"] = value = copy.deepcopy(example["value"])  # not the module's dict, which every app shares
+    value["feedback"][0]["overrideReason"]["reason"]["system"] = override_reason_system
+    example["description"] = (
+        "Silences the card's rule for this patient for the rule's suppress_days (GET /rules), counted from "
+        "outcomeTimestamp: send the time the clinician acted. `card` is the uuid of a card this service issued."
+    )
 
 
 _CLIENT_JWT_SCHEME = "cdsClientJwt"

@@ -156,3 +156,17 @@ def test_a_suppressing_override_silences_the_rule_on_the_next_call(client: TestC
     second = client.post(f"/cds-services/{SERVICE}", json=request).json()["cards"]
     assert rule_id not in {card["source"]["topic"]["code"] for card in second}
     assert {card["source"]["topic"]["code"] for card in first} - {rule_id} == {card["source"]["topic"]["code"] for card in second}
+
+
+def test_the_documented_feedback_example_silences_the_rule(client: TestClient) -> None:
+    """An integrator copies the OpenAPI example from /docs: it must suppress as it says it does."""
+    document = client.get("/openapi.json").json()
+    examples = document["paths"]["/cds-services/{service_id}/feedback"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    body = examples["overridden-patient-declined"]["value"]
+    request = _example("patient-view-request.json")
+    silenced = client.post(f"/cds-services/{SERVICE}", json=request).json()["cards"][0]
+    body["feedback"][0]["card"] = silenced["uuid"]
+    body["feedback"][0]["outcomeTimestamp"] = datetime.now(UTC).isoformat()
+    assert client.post(f"/cds-services/{SERVICE}/feedback", json=body).status_code == 200
+    second = client.post(f"/cds-services/{SERVICE}", json=request).json()["cards"]
+    assert silenced["source"]["topic"]["code"] not in {card["source"]["topic"]["code"] for card in second}
