@@ -12,7 +12,7 @@ from service.store.errors import DatabaseUnreachable, FeedbackMismatch, Migratio
 from service.store.migrate import upgrade_database, wait_for_database
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, IssuedCard
 from service.store.store import Store
-from service.store.suppressions import DEFAULT_SUPPRESSING_REASONS, SuppressionPolicy
+from service.store.suppressions import SUPPRESSES_NOTHING, SuppressionPolicy
 
 __all__ = [
     "Store",
@@ -21,7 +21,7 @@ __all__ = [
     "FeedbackMismatch",
     "MigrationError",
     "describe_url",
-    "DEFAULT_SUPPRESSING_REASONS",
+    "SUPPRESSES_NOTHING",
     "SuppressionPolicy",
     "FeedbackOutcome",
     "FeedbackRecord",

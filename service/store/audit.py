@@ -23,7 +23,7 @@ from service.store.connection import Database
 from service.store.database import as_utc, clean_text, insert_or_skip, is_transient, reason_of
 from service.store.feedback import apply_late_feedback
 from service.store.records import InvocationRecord, PendingCard
-from service.store.suppressions import SuppressionPolicy
+from service.store.suppressions import SUPPRESSES_NOTHING, SuppressionPolicy
 from service.store.tables import CardIssued, Invocation
 
 __all__ = ["AUDIT_LINGER_SECONDS", "AuditQueue", "AuditWriter", "write_invocations"]
@@ -155,7 +155,7 @@ def write_invocations(
             connection.execute(insert_or_skip(connection, _CARD, ["uuid"]), cards)
             services = {invocation_id: clean_text(record.service_id) for record, invocation_id in zip(records, ids, strict=True)}
             written = {card["uuid"]: PendingCard(services[card["invocation_id"]], card["rule_id"], card["patient_hash"]) for card in cards}
-            apply_late_feedback(connection, written, policy or SuppressionPolicy())
+            apply_late_feedback(connection, written, policy or SUPPRESSES_NOTHING)
 
 
 def _not_yet_written(connection: sa.Connection, records: Sequence[InvocationRecord]) -> list[InvocationRecord]:

@@ -25,7 +25,7 @@ from service.store.feedback import reconcile_late_feedback, store_feedback
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, PendingCard
 from service.store.replay import AcceptedJtis, MemoryJtis, flush_to_database, prune_expired, remember_in_database
 from service.store.suppression_cache import SUPPRESSION_CACHE_SECONDS, SuppressionCache
-from service.store.suppressions import SuppressionPolicy, active_suppressions
+from service.store.suppressions import SUPPRESSES_NOTHING, SuppressionPolicy, active_suppressions
 
 __all__ = ["Store", "SUPPRESSION_READ_SECONDS"]
 
@@ -75,7 +75,7 @@ class Store:
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         # What feedback suppresses (the catalogue's): on arrival, and when feedback stored before its
         # card's audit record (by another replica, or during an outage) meets the card.
-        self._suppression_policy = suppression_policy or SuppressionPolicy()
+        self._suppression_policy = suppression_policy or SUPPRESSES_NOTHING
         self._reconcile_after: int | None = None  # feedback ids up to this were read twice already
         self._reconcile_seen: int | None = None
         self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=self._suppression_policy)

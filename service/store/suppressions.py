@@ -9,7 +9,7 @@ catalogue's override-reason system suppress, not a code an EHR's own reasons hap
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -18,29 +18,29 @@ from sqlalchemy.engine import Engine
 from service.store.database import as_utc
 from service.store.tables import Suppression
 
-__all__ = ["DEFAULT_REASON_SYSTEM", "DEFAULT_SUPPRESSING_REASONS", "SuppressionPolicy", "suppression_window", "insert_suppression", "active_suppressions"]
-
-# interface.md decision 7; the catalogue may pass its own list (rules/catalogue.yaml).
-DEFAULT_SUPPRESSING_REASONS = frozenset({"already-addressed", "patient-declined"})
-# The packaged catalogue's override-reason system (rules/catalogue.yaml).
-DEFAULT_REASON_SYSTEM = "urn:back-knee-cds:override-reason"
+__all__ = ["SUPPRESSES_NOTHING", "SuppressionPolicy", "suppression_window", "insert_suppression", "active_suppressions"]
 
 _SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
 class SuppressionPolicy:
-    """Which overrides silence which rules, and for how long (the catalogue's; none by default)."""
+    """Which overrides silence which rules, and for how long: the catalogue's (rules/catalogue.yaml,
+    interface.md decision 7), which the app passes to the Store."""
 
-    suppress_days: Mapping[str, int] = field(default_factory=dict)
-    suppressing_reasons: Collection[str] = DEFAULT_SUPPRESSING_REASONS
-    reason_system: str = DEFAULT_REASON_SYSTEM
+    suppress_days: Mapping[str, int]
+    suppressing_reasons: Collection[str]
+    reason_system: str
 
     def days(self, rule_id: str, outcome: str, reason_system: str | None, reason_code: str | None) -> int:
         """How many days an item with this outcome and reason silences ``rule_id``; 0 for none."""
         if outcome != "overridden" or reason_system != self.reason_system or reason_code not in self.suppressing_reasons:
             return 0
         return max(self.suppress_days.get(rule_id, 0), 0)
+
+
+# A Store built without the catalogue's policy (the store's own tests, tools) silences nothing.
+SUPPRESSES_NOTHING = SuppressionPolicy(suppress_days={}, suppressing_reasons=frozenset(), reason_system="")
 
 
 def suppression_window(outcome_timestamp: datetime, received_at: datetime, days: int) -> tuple[date, date]:

@@ -17,7 +17,8 @@ PATIENT = "a" * 64
 OTHER_PATIENT = "b" * 64
 OVERRIDDEN_AT = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
 SUPPRESS_DAYS = {"weight-management": 90, "sciatica-guidance": 30, "acl-tear-surgical-referral": 90}
-POLICY = SuppressionPolicy(suppress_days=SUPPRESS_DAYS)
+REASON_SYSTEM = "urn:back-knee-cds:override-reason"
+POLICY = SuppressionPolicy(SUPPRESS_DAYS, frozenset({"already-addressed", "patient-declined"}), REASON_SYSTEM)
 # The service the feedback helpers below send to; the test cards are issued by it unless a test says otherwise.
 SERVICE = "back-knee-care-guidance"
 
@@ -335,7 +336,7 @@ async def test_accepting_a_suggestion_suppresses_nothing(store: Store) -> None:
 
 
 async def test_the_suppressing_reasons_can_come_from_the_catalogue(migrated_url: str) -> None:
-    policy = SuppressionPolicy(suppress_days=SUPPRESS_DAYS, suppressing_reasons=frozenset({"not-relevant"}))
+    policy = SuppressionPolicy(SUPPRESS_DAYS, frozenset({"not-relevant"}), REASON_SYSTEM)
     store = Store(migrated_url, retry_seconds=0.05, suppression_policy=policy)
     await store.start()
     try:
