@@ -5,18 +5,19 @@ uses comes from the definitions. The meaning of each kind follows clinical-rules
 and its clarifications. Structurally broken FHIR never raises out of ``compute_facts``: an
 invalid relevant resource is skipped and listed in ``PatientFacts.skipped``.
 
-Time: "today" is an input. Data dated after it (an Observation, a Condition's onset) did not
-exist yet on the evaluation date and is not used, so ``--as-of`` evaluates the past exactly.
+Time: "today" is an input, a UTC date. Data dated after it (an Observation, a Condition's onset)
+did not exist yet on the evaluation date and is not used, so ``--as-of`` evaluates the past; dates
+are as written, local to the clinic, so "after" means after ``latest_local_day(today)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from service.fhir.dates import Moments
+from service.fhir.dates import Moments, latest_local_day
 from service.fhir.definitions import (
     AgeFactDefinition,
     BmiFactDefinition,
@@ -151,7 +152,9 @@ def compute_facts(
         today=today,
         record=record,
         # A Condition whose onset is after the evaluation date had not happened yet.
-        conditions=sorted((c for c in conditions if c.onset is None or c.onset <= today), key=_newest_onset_first),
+        conditions=sorted(
+            (c for c in conditions if c.onset is None or c.onset <= latest_local_day(today)), key=_newest_onset_first
+        ),
         family=family,
         measurements=_measurements(selection.observations, definitions, validator),
         validator=validator,
@@ -219,7 +222,8 @@ def _recent_condition(name: str, definition: RecentConditionFactDefinition, pati
     found = [
         c
         for c in patient.conditions_in(definition.concepts, definition.status)
-        if c.onset is not None and 0 <= (patient.today - c.onset).days <= days
+        # No upper bound here: a later onset was dropped as not yet happened.
+        if c.onset is not None and c.onset >= patient.today - timedelta(days=days)
     ]
     return _fact(name, [c.evidence(definition.concepts) for c in found], {"window_days": days})
 

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
+from service.fhir.dates import latest_local_day
 from service.fhir.records import Measurement
 
 __all__ = ["BmiResult", "WeightGain", "determine_bmi", "newest_within", "weight_gain"]
@@ -77,12 +78,12 @@ def determine_bmi(
     valid: _Valid,
 ) -> BmiResult | None:
     """The patient's BMI on ``today``, or None when none can be determined."""
-    since = today - timedelta(days=window_days)
-    measured = newest_within(bmis, since=since, until=today, valid=valid)
+    since, until = today - timedelta(days=window_days), latest_local_day(today)
+    measured = newest_within(bmis, since=since, until=until, valid=valid)
     if measured is not None:
         return BmiResult(measured.value, "measured", (measured,))
-    weight = newest_within(weights, since=since, until=today, valid=valid)
-    height = newest_within(heights, since=since, until=today, valid=valid)
+    weight = newest_within(weights, since=since, until=until, valid=valid)
+    height = newest_within(heights, since=since, until=until, valid=valid)
     if weight is None or height is None:
         return None
     return BmiResult(weight.value / (height.value * height.value), "computed", (weight, height))
@@ -95,7 +96,7 @@ def weight_gain(
 
     None when there is no newest weight or no earlier weight in the window.
     """
-    known = [m for m in weights if m.when.day <= today]
+    known = [m for m in weights if m.when.day <= latest_local_day(today)]
     newest = _first_valid(_newest_first(known), valid)
     if newest is None:
         return None

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.fhir.codes import CodeMatcher
-from service.fhir.dates import Moments, When, add_age, birth_date, first_day
+from service.fhir.dates import Moments, When, add_age, birth_date, first_day, latest_local_day
 from service.fhir.definitions import Concept, ObservationDefinition, Statuses
 from service.fhir.model import Evidence
 from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, shown
@@ -187,7 +187,9 @@ def _abated(resource: _Resource, today: date) -> bool:
     """Any abatement[x]: a date on or before today, true, a string, an age, a started period.
 
     clinical-rules.md 1b: it makes a Condition not active whatever its clinicalStatus says.
+    "On or before today" as for every date: up to ``latest_local_day(today)``.
     """
+    today = latest_local_day(today)
     for key, value in resource.items():
         if not key.startswith("abatement") or value is None:
             continue

@@ -142,7 +142,7 @@ def test_any_abatement_makes_a_condition_not_active_whatever_its_status(
 @pytest.mark.parametrize(
     "abatement",
     [
-        {"abatementDateTime": "2024-06-16"},  # tomorrow
+        {"abatementDateTime": "2024-06-17"},  # the day after tomorrow: tomorrow is today east of UTC
         {"abatementBoolean": False},
         {"abatementPeriod": {"start": "2024-07-01"}},
         {"abatementPeriod": {"end": "2024-07-01"}},
@@ -166,8 +166,22 @@ def test_a_condition_with_no_onset_is_active_but_meets_no_timing_clause(definiti
 
 
 def test_a_condition_whose_onset_is_after_today_has_not_happened_yet(definitions: FactDefinitions) -> None:
-    facts = facts_of(definitions, condition(KNEE_OA, onset="2024-06-16"), condition(ACL, onset="2025"))
+    facts = facts_of(definitions, condition(KNEE_OA, onset="2024-06-17"), condition(ACL, onset="2025"))
     assert holding(facts) == {"older_age"}
+
+
+def test_dates_written_today_east_of_utc_have_happened(definitions: FactDefinitions) -> None:
+    """Today is 2024-06-15 (UTC), when it is already 2024-06-16 in Sydney: a Condition or an
+    abatement the clinic dates "2024-06-16" (or 09:00 there, with no offset) is not in the future."""
+    recorded_there = condition(ACL, onset="2024-06-16")
+    assert facts_of(definitions, recorded_there).holds("recent_knee_injury")
+    assert facts_of(definitions, condition(ACL, onset="2024-06-16T09:00:00")).holds("recent_knee_injury")
+    assert not facts_of(definitions, condition(KNEE_OA, abatementDateTime="2024-06-16")).holds("knee_arthritis")
+
+
+def test_an_onset_with_an_offset_and_no_seconds_is_read(definitions: FactDefinitions) -> None:
+    facts = facts_of(definitions, condition(ACL, onset="2024-06-10T10:00+02:00"))
+    assert facts.holds("recent_knee_injury") and facts.skipped == ()
 
 
 # --- onset ------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from service.fhir.dates import Moments, add_age, birth_date, first_day, parse_wh
         ("2024-03", date(2024, 3, 1)),
         ("2024-03-09", date(2024, 3, 9)),
         ("2024-03-09T10:00:00+02:00", date(2024, 3, 9)),
-        ("2024-03-09T01:00:00+02:00", date(2024, 3, 8)),  # a UTC day, like "today"
-        ("2024-03-09T23:30:00-05:00", date(2024, 3, 10)),
+        ("2024-03-09T01:00:00+02:00", date(2024, 3, 9)),  # the day as written, the chart's (UTC: 03-08)
+        ("2024-03-09T23:30:00-05:00", date(2024, 3, 9)),  # (UTC: 03-10)
         ("2024-03-09T10:00:00Z", date(2024, 3, 9)),
         ("2024-03-09T10:00:00", date(2024, 3, 9)),  # no offset: read as UTC
         ("2024-03-09T10:00", date(2024, 3, 9)),
@@ -121,18 +121,19 @@ def test_unreadable_age_gives_no_date(age: dict[str, object]) -> None:
     assert add_age(date(1960, 1, 1), age) is None
 
 
-def test_with_timezones_fixes_only_offsetless_datetimes() -> None:
+def test_with_timezones_fixes_only_datetimes_without_offset_or_seconds() -> None:
     resource = {
         "onsetDateTime": "2024-03-09T10:00:00",
         "recordedDate": "2024-03-09T10:00",
-        "note": [{"time": "2024-03-09T10:00:00+02:00"}],
+        "note": [{"time": "2024-03-09T10:00:00+02:00"}, {"time": "2024-03-09T10:00+02:00"}, {"time": "2024-03-09T10:00Z"}],
         "abatementString": "2024",
     }
     fixed = with_timezones(resource)
     assert fixed == {
         "onsetDateTime": "2024-03-09T10:00:00Z",
         "recordedDate": "2024-03-09T10:00:00Z",
-        "note": [{"time": "2024-03-09T10:00:00+02:00"}],
+        # Seconds left out with an offset kept (Java's OffsetDateTime prints these).
+        "note": [{"time": "2024-03-09T10:00:00+02:00"}, {"time": "2024-03-09T10:00:00+02:00"}, {"time": "2024-03-09T10:00:00Z"}],
         "abatementString": "2024",
     }
     assert resource["onsetDateTime"] == "2024-03-09T10:00:00"  # the input is not changed

@@ -50,7 +50,8 @@ def test_newest_measured_bmi(definitions: FactDefinitions) -> None:
     assert excess.holds and excess.values == {"bmi": 27.9} and excess.evidence == fact.evidence
 
 
-@pytest.mark.parametrize(("age_days", "counts"), [(730, True), (731, False), (0, True), (-1, False)])
+# -1: dated tomorrow, which is today east of UTC; -2 is in the future everywhere.
+@pytest.mark.parametrize(("age_days", "counts"), [(730, True), (731, False), (0, True), (-1, True), (-2, False)])
 def test_bmi_window_is_730_days_up_to_today(definitions: FactDefinitions, age_days: int, counts: bool) -> None:
     facts = facts_of(definitions, bmi(27.0, days_ago(age_days)))
     assert facts.holds("bmi") is counts
@@ -297,8 +298,10 @@ def test_weight_gain_across_units(definitions: FactDefinitions) -> None:
 
 
 def test_weights_after_today_are_not_used(definitions: FactDefinitions) -> None:
-    facts = facts_of(definitions, weight(80, "2024-05-01"), weight(90, "2024-06-16"))
+    facts = facts_of(definitions, weight(80, "2024-05-01"), weight(90, "2024-06-17"))
     assert not facts.holds("recent_weight_gain")
+    # Dated tomorrow: today in a clinic east of UTC.
+    assert facts_of(definitions, weight(80, "2024-05-01"), weight(90, "2024-06-16")).holds("recent_weight_gain")
 
 
 def test_weight_gain_uses_the_other_weight_codes(definitions: FactDefinitions) -> None:
