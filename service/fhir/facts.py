@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from service.fhir.dates import Moments, latest_local_day
+from service.fhir.dates import Moments, first_day, latest_local_day
 from service.fhir.definitions import (
     AgeFactDefinition,
     BmiFactDefinition,
@@ -131,7 +131,9 @@ def compute_facts(
     record = None
     if selection.patient is not None and validator.valid(selection.patient):
         record = read_patient(selection.patient)
-    birth = record.birth_date if record else None
+    # For onsetAge: a partial birth date counts as its first day, as every partial date of an onset
+    # does (clinical-rules.md 1); its last day is the youngest *age*, which is another question.
+    birth = first_day(record.birth_date_text) if record else None
     conditions = [
         read_condition(
             resource, matcher=matcher, concepts=definitions.concepts, statuses=definitions.statuses,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -217,13 +218,18 @@ def test_onset_age_is_added_to_the_birth_date(definitions: FactDefinitions) -> N
     assert facts_of(definitions, patient(birth=None), recorded_recently).holds("recent_knee_injury")
 
 
-def test_onset_age_uses_the_last_possible_day_of_a_partial_birth_date(definitions: FactDefinitions) -> None:
+def test_onset_age_uses_the_first_day_of_a_partial_birth_date(definitions: FactDefinitions) -> None:
+    """An onset's partial date counts as its first day; so does a partial birth date it is counted from."""
     age = {"value": 64, "system": "http://unitsofmeasure.org", "code": "a"}
     injury = condition("S83.511A", ICD, onset=None, onsetAge=age)
-    # Born "1960": 1960-12-31 + 64 years = 2024-12-31, after today: not yet happened.
-    assert not facts_of(definitions, patient(birth="1960"), injury).holds("knee_complaint")
-    # Born "1960-04": 1960-04-30 + 64 years = 2024-04-30, 46 days ago.
+    # Born "1960": 1960-01-01 + 64 years = 2024-01-01 (the last day, 2024-12-31, would drop it as not yet happened).
+    facts = facts_of(definitions, patient(birth="1960"), injury)
+    assert facts.holds("knee_complaint") and not facts.holds("recent_knee_injury")
+    assert facts.facts["knee_complaint"].evidence[0].date == date(2024, 1, 1)
+    # Born "1960-04": 1960-04-01 + 64 years = 2024-04-01, 75 days ago.
     assert facts_of(definitions, patient(birth="1960-04"), injury).holds("recent_knee_injury")
+    # Born "1960-03": 2024-03-01, 106 days ago: outside 90 days.
+    assert not facts_of(definitions, patient(birth="1960-03"), injury).holds("recent_knee_injury")
 
 
 def test_recorded_date_is_the_last_resort(definitions: FactDefinitions) -> None:
