@@ -338,6 +338,9 @@ def read_measurement(  # called positionally per reading: keywords cost 0.1 us a
     problem = _number_problem(number)
     if problem is not None:
         return problem
+    comparator = quantity.get("comparator")
+    if comparator is not None:  # "<25" is a bound, not a BMI of 25
+        return Unusable(f"valueQuantity.comparator '{comparator}': not an exact value; ignored, not guessed")
     code = quantity.get("code")
     # The usual Quantity, a UCUM system and an accepted code, decided by one probe (0.3 us a reading).
     unit = units.get(code) if isinstance(code, str) and quantity.get("system") == UCUM_SYSTEM else None

@@ -184,6 +184,15 @@ def test_a_ucum_code_of_another_system_is_not_a_unit(definitions: FactDefinition
     assert facts.skipped == ("Observation/w: valueQuantity has no UCUM unit; ignored, not guessed",)
 
 
+def test_a_value_with_a_comparator_is_a_bound_not_a_reading(definitions: FactDefinitions) -> None:
+    """A BMI "<25" says it is under 25: read as 25 it made excess weight hold, and the card said 25."""
+    bound = bmi(25, "2024-05-01", resource_id="b")
+    bound["valueQuantity"]["comparator"] = "<"
+    facts = facts_of(definitions, bound, bmi(23, "2023-05-01"))
+    assert facts.facts["bmi"].values == {"bmi": 23.0, "source": "measured"} and not facts.holds("excess_weight")
+    assert facts.skipped == ("Observation/b: valueQuantity.comparator '<': not an exact value; ignored, not guessed",)
+
+
 def test_a_weight_without_unit_is_ignored(definitions: FactDefinitions) -> None:
     facts = facts_of(definitions, observation("29463-7", 80, None, when="2024-05-01"), height(175, "2024-05-01"))
     assert not facts.holds("bmi")
