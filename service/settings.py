@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     # Validation outcomes remembered by resource content (0: validate every resource of every call).
     validation_cache_size: int = Field(default=20_000, ge=0)
     audit_queue_size: int = Field(default=10_000, ge=1)
-    database_retry_seconds: float = Field(default=1.0, gt=0)
+    # Bounded both ways: a tiny value spins a CPU while the database is down, and a huge one (inf)
+    # leaves audit records waiting for a retry that never comes.
+    database_retry_seconds: float = Field(default=1.0, ge=0.05, le=300)
     # Apply Alembic migrations once the database answers (the container sets it; `make run` runs `db upgrade`).
     migrate_on_start: bool = False
 

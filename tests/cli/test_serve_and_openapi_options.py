@@ -55,6 +55,8 @@ def test_openapi_under_a_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
         ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org?"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
         ({"CDS_PUBLIC_BASE_URL": "https://cds.example.org/#"}, "error: CDS_PUBLIC_BASE_URL: must be an absolute http(s) URL"),
         ({"CDS_CORS_ORIGINS": "*", "CDS_AUTH": "jwt"}, "error: configuration: CDS_CORS_ORIGINS='*' needs CDS_AUTH=off"),
+        ({"CDS_DATABASE_RETRY_SECONDS": "inf"}, "error: CDS_DATABASE_RETRY_SECONDS: Input should be less than or equal to 300"),
+        ({"CDS_DATABASE_RETRY_SECONDS": "1e-9"}, "error: CDS_DATABASE_RETRY_SECONDS: Input should be greater than or equal to 0.05"),
         ({"CDS_LOG_LEVEL": "verbose"}, "error: CDS_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
         ({"CDS_LOG_LEVEL": ""}, "error: CDS_LOG_LEVEL: Input should be 'DEBUG'"),
     ],
