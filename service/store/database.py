@@ -52,12 +52,19 @@ _SQLITE_WAL_RETRY_SECONDS = 0.005
 _TRANSIENT_SQLSTATES = frozenset({"42P01", "42703", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "25006"})
 
 
+# libpq takes these from the query string too (postgresql://cds@db/cds?password=...).
+_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+
+
 def describe_url(url: str | URL) -> str:
-    """The URL with its password masked, for messages and logs."""
+    """The URL with its passwords masked, in the address or the query, for messages and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number ("[::1/db")
         return "<unparseable database URL>"
+    secrets = {key: "***" for key in parsed.query if key in _SECRET_QUERY_KEYS}
+    shown = (parsed.update_query_dict(secrets) if secrets else parsed).render_as_string(hide_password=True)
+    return shown.replace("=%2A%2A%2A", "=***")  # the query is rendered URL-quoted; show the mask as the address's
 
 
 def sqlite_file(url: str | URL) -> Path | None:

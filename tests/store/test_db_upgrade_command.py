@@ -29,6 +29,16 @@ def test_default_url_creates_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (tmp_path / "var" / "back-knee-cds.sqlite3").is_file()
 
 
+@pytest.mark.parametrize("query", ["?password=s3cret", "?sslmode=disable&password=s3cret", "?sslpassword=s3cret"])
+def test_a_password_in_the_query_string_is_masked_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], query: str
+) -> None:
+    monkeypatch.setenv("CDS_DATABASE_URL", f"postgresql+psycopg://cds@127.0.0.1:1/cds{query}")
+    assert main(["db", "upgrade", "--wait", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "did not answer within 0.1 s" in err and "s3cret" not in err and "=***" in err
+
+
 def test_an_unreachable_database_fails_after_the_wait_in_one_line_without_the_password(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
