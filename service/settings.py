@@ -66,6 +66,18 @@ class Settings(BaseSettings):
         # logging takes level names in upper case only; `info` is what people type.
         return value.strip().upper() if isinstance(value, str) else value
 
+    @field_validator("patient_key", mode="before")
+    @classmethod
+    def _key_as_the_key_file_reads_it(cls, value: object) -> object:
+        # The key file is read stripped: the same secret with a trailing newline (a mounted secret)
+        # must hash alike from either source. Empty is a mistake (a secret that resolved to
+        # nothing), not "unset": each replica would quietly make its own key.
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("is set but empty; unset it to use CDS_PATIENT_KEY_FILE, or give the key all replicas share")
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _absolute_url_without_trailing_slash(cls, value: str | None) -> str | None:

@@ -57,6 +57,8 @@ def test_openapi_under_a_file_is_one_line(capsys: pytest.CaptureFixture[str], tm
         ({"CDS_CORS_ORIGINS": "*", "CDS_AUTH": "jwt"}, "error: configuration: CDS_CORS_ORIGINS='*' needs CDS_AUTH=off"),
         ({"CDS_DATABASE_RETRY_SECONDS": "inf"}, "error: CDS_DATABASE_RETRY_SECONDS: Input should be less than or equal to 300"),
         ({"CDS_DATABASE_RETRY_SECONDS": "1e-9"}, "error: CDS_DATABASE_RETRY_SECONDS: Input should be greater than or equal to 0.05"),
+        ({"CDS_PATIENT_KEY": ""}, "error: CDS_PATIENT_KEY: is set but empty; unset it to use CDS_PATIENT_KEY_FILE"),
+        ({"CDS_PATIENT_KEY": " \n"}, "error: CDS_PATIENT_KEY: is set but empty"),
         ({"CDS_LOG_LEVEL": "verbose"}, "error: CDS_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
         ({"CDS_LOG_LEVEL": ""}, "error: CDS_LOG_LEVEL: Input should be 'DEBUG'"),
     ],

@@ -1,4 +1,5 @@
-"""The patient-id key file: created once (0600), then read; starters racing on it all get the one key."""
+"""The patient-id key file: created once (0600), then read; starters racing on it all get the one key;
+the same key given in CDS_PATIENT_KEY instead."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import multiprocessing
 import stat
 from pathlib import Path
 
+import pytest
+
+from service.cli import load_settings
 from service.privacy import load_or_create_key
 
 
@@ -37,3 +41,17 @@ def test_starters_racing_on_a_new_key_file_all_read_the_same_whole_key(tmp_path:
         for starter in starters:
             starter.join(timeout=30)
         assert got == {path.read_bytes()} and len(path.read_bytes()) == 64, f"round {round_number}: {got}"
+
+
+def test_one_secret_hashes_alike_from_the_environment_and_from_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replicas must share one key: a mounted secret ends with a newline, and the file is read stripped."""
+    secret = "a-shared-secret-of-32-characters"
+    key_file = tmp_path / "patient-key"
+    key_file.write_text(secret + "\n")
+    monkeypatch.setenv("CDS_PATIENT_KEY", secret + "\n")
+    from_environment = load_settings()
+    monkeypatch.delenv("CDS_PATIENT_KEY")
+    monkeypatch.setenv("CDS_PATIENT_KEY_FILE", str(key_file))
+    from_file = load_settings()
+    assert from_environment.patient_key is not None and from_file.patient_key is None
+    assert from_environment.patient_key.get_secret_value().encode() == load_or_create_key(key_file)
