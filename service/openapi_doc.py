@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from service.settings import Settings
+from service.settings import settings_without_environment
 
 __all__ = ["openapi_json"]
 
@@ -13,6 +13,7 @@ __all__ = ["openapi_json"]
 def openapi_json() -> str:
     from service.app import create_app
 
-    # The document does not depend on deployment settings; build with defaults and no key file.
-    app = create_app(Settings(_env_file=None, auth="off", patient_key="openapi-" + "0" * 24))  # type: ignore[call-arg]
+    # The document describes this build (its packaged catalogue), not a deployment: the CDS_*
+    # variables of the shell it runs in are not read, and no key file is made.
+    app = create_app(settings_without_environment(auth="off", patient_key="openapi-" + "0" * 24))
     return orjson.dumps(app.openapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"

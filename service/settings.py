@@ -7,13 +7,13 @@ to :func:`service.app.create_app`; nothing else in the service reads ``os.enviro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "settings_from_env", "DEFAULT_RULES_DIR"]
+__all__ = ["Settings", "settings_from_env", "settings_without_environment", "DEFAULT_RULES_DIR"]
 
 # The catalogue shipped with the project: `rules/` at the repository root.
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -116,3 +116,15 @@ def _is_base_url(value: str) -> bool:
 def settings_from_env() -> Settings:
     """Zero-argument factory for uvicorn's ``--factory`` multi-worker mode."""
     return Settings()
+
+
+class _WithoutEnvironment(Settings):
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **others: Any) -> tuple[Any, ...]:
+        return (init_settings,)  # not the environment, .env or secrets files
+
+
+def settings_without_environment(**values: Any) -> Settings:
+    """``values`` over the defaults, whatever ``CDS_*`` variables are set (for what describes the
+    build, not a deployment: the OpenAPI document)."""
+    return _WithoutEnvironment(**values)

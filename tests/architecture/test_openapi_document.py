@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from service.openapi_doc import openapi_json
 from tests.conftest import REPO_ROOT
+
+
+def test_the_document_ignores_the_deployment_settings_of_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`back-knee-cds openapi` run where a deployment's variables are set: a bad one stopped it with a
+    traceback, a trusted clients file it cannot read with an error, and the rest changed the document."""
+    monkeypatch.setenv("CDS_MAX_BODY_BYTES", "5MB")
+    monkeypatch.setenv("CDS_TRUSTED_CLIENTS_FILE", "/nonexistent/trusted-clients.yaml")
+    monkeypatch.setenv("CDS_RULES_DIR", "/nonexistent/rules")
+    assert openapi_json() == (REPO_ROOT / "openapi" / "openapi.json").read_text(encoding="utf-8")
 
 
 def test_committed_openapi_matches_the_app() -> None:
