@@ -30,11 +30,13 @@ ALLOWED_HEADERS = ("authorization", "content-type")
 # CORS-safelisted request headers a browser may list in a preflight anyway.
 _SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language"})
 _PREFLIGHT_MAX_AGE = "600"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 
 
 def parse_origins(entries: Iterable[str]) -> frozenset[str]:
-    """``CDS_CORS_ORIGINS`` normalised (lower case, no trailing slash); an entry that is not an origin stops the start."""
+    """``CDS_CORS_ORIGINS`` normalised as browsers send ``Origin`` (lower case, no trailing slash, no
+    default port); an entry that is not an origin stops the start."""
     origins = set()
     for entry in entries:
         if entry == "*":
@@ -51,6 +53,8 @@ def parse_origins(entries: Iterable[str]) -> frozenset[str]:
                 f"CDS_CORS_ORIGINS: {entry!r} is not an origin; write scheme://host[:port] without a path, "
                 "e.g. https://sandbox.cds-hooks.org"
             )
+        if parts.port == _DEFAULT_PORTS[parts.scheme]:  # a browser never sends https://x:443
+            origin = f"{parts.scheme}://{parts.netloc.removesuffix(f':{parts.port}')}"
         origins.add(origin)
     return frozenset(origins)
 

@@ -39,6 +39,16 @@ def test_preflight_from_an_allowed_origin_needs_no_jwt(secure_client: SecureClie
     assert "Origin" in headers["vary"]
 
 
+@pytest.mark.parametrize("configured", ["https://sandbox.cds-hooks.org:443", "HTTPS://Sandbox.cds-hooks.org:443/", "http://[::1]:80"])
+def test_an_origin_configured_with_its_default_port_matches_what_browsers_send(
+    secure_client: SecureClient, es384_key: ClientKey, configured: str
+) -> None:
+    sent = "http://[::1]" if configured.startswith("http://") else SANDBOX  # browsers leave the default port out
+    with secure_client([{"iss": ISS, "jwks": jwks_of(es384_key)}], cors_origins=configured) as client:
+        response = preflight(client, SERVICE, sent)
+    assert response.status_code == 204 and response.headers["access-control-allow-origin"] == sent
+
+
 def test_preflight_from_a_disallowed_origin_gets_no_allow_origin(secure_client: SecureClient, es384_key: ClientKey) -> None:
     with secure_client([{"iss": ISS, "jwks": jwks_of(es384_key)}], cors_origins=ORIGINS) as client:
         for origin in ("https://evil.example.org", "https://sandbox.cds-hooks.org.evil.example", "null", "http://sandbox.cds-hooks.org"):
