@@ -6,6 +6,7 @@ Errors are one line on stderr (``error: FILE: what is wrong``) with exit code 2,
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import sys
@@ -221,6 +222,17 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A duration argument: a finite number, 0 or more (``nan`` waited forever)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got '{text}'")
+    return seconds
+
+
 def _db_upgrade(args: argparse.Namespace) -> int:
     from service.store import DatabaseUnreachable, MigrationError, describe_url, upgrade_database, wait_for_database
     from service.store.migrate import load_schema_info
@@ -283,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="apply migrations to CDS_DATABASE_URL")
     upgrade.add_argument(
-        "--wait", type=float, default=30.0, metavar="SECONDS", help="how long to wait for the database to answer (default 30)"
+        "--wait", type=_seconds, default=30.0, metavar="SECONDS", help="how long to wait for the database to answer (default 30)"
     )
     upgrade.set_defaults(run=_db_upgrade)
 

@@ -120,6 +120,9 @@ def test_an_unusable_database_url_stops_the_start_with_one_line(make_settings: S
         (["serve", "--port", "abc"], "error: back-knee-cds serve: argument --port: invalid int value: 'abc'"),
         (["evaluate", "x.json", "--format", "xml"], "error: back-knee-cds evaluate: argument --format: invalid choice: 'xml'"),
         (["frobnicate"], "error: back-knee-cds: argument command: invalid choice: 'frobnicate'"),
+        (["db", "upgrade", "--wait", "nan"], "error: back-knee-cds db upgrade: argument --wait: expected a number of seconds, 0 or more, got 'nan'"),
+        (["db", "upgrade", "--wait", "-5"], "error: back-knee-cds db upgrade: argument --wait: expected a number of seconds, 0 or more, got '-5'"),
+        (["db", "upgrade", "--wait", "soon"], "error: back-knee-cds db upgrade: argument --wait: expected a number of seconds"),
     ],
 )
 def test_argument_errors_are_one_line_too(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
