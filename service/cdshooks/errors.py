@@ -6,9 +6,12 @@ always the same bare body (interface.md decision 3), its reason only in the log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from service.json_response import OrjsonResponse
+from service.logs import bind_request_fields
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
@@ -71,8 +74,12 @@ class Unauthorized(CdsError):
 UNAUTHORIZED_BODY = {"error": "unauthorized"}
 
 
-def error_response(status_code: int, message: str) -> OrjsonResponse:
-    return OrjsonResponse({"error": message}, status_code=status_code)
+def error_response(status_code: int, message: str, headers: Mapping[str, str] | None = None) -> OrjsonResponse:
+    """``{"error": message}``; the message is also the ``error`` field of the request's log line
+    (cut to a bounded length): what an operator asked "why does our EHR get 400s?" looks for. No
+    error message holds a token or patient data."""
+    bind_request_fields(error=message)
+    return OrjsonResponse({"error": message}, status_code=status_code, headers=headers)
 
 
 def unauthorized_response() -> OrjsonResponse:
@@ -93,7 +100,7 @@ async def _validation_error(_request: Request, exc: Exception) -> OrjsonResponse
 
 async def _http_error(_request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return OrjsonResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc.status_code, str(exc.detail), exc.headers)
 
 
 def describe_validation_errors(errors: list[dict]) -> str:  # type: ignore[type-arg]

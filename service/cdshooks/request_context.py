@@ -1,5 +1,5 @@
 """One log line per HTTP request, written once it is answered, and a fresh ``request_id`` bound to
-every line written while it is handled.
+every line written while it is handled and sent back in ``X-Request-ID``.
 
 The line replaces uvicorn's access line (``serve`` turns that off) and the route's own summary: one
 record, one formatting and one write per request instead of two. A hook call that reached its
@@ -39,8 +39,9 @@ class RequestLogContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        watch = StatusWatch(send)
         with request_log_context() as bound:
+            # The id in the answer too: what a client quotes to find its call's lines.
+            watch = StatusWatch(send, [(b"x-request-id", str(bound["request_id"]).encode("ascii"))])
             try:
                 await self.app(scope, receive, watch.send)
             except asyncio.CancelledError:

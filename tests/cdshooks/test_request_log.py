@@ -57,14 +57,14 @@ def test_a_hook_call_is_one_line_with_its_request_and_its_answer(make_settings: 
 def test_errors_and_other_endpoints_get_their_line_too(make_settings: SettingsFactory, json_lines: io.StringIO) -> None:
     wrong_hook = hook_request(prefetch=EMPTY_PREFETCH, hook="order-sign")
     with TestClient(create_app(make_settings()), base_url="http://testserver") as client:
-        statuses = [
-            client.post(URL, content=b"{not json", headers={"content-type": "application/json"}).status_code,
-            client.post(URL, json=wrong_hook).status_code,
-            client.post("/cds-services/nope", json=hook_request(prefetch=EMPTY_PREFETCH)).status_code,
-            client.get("/cds-services").status_code,
-            client.get("/health/live").status_code,
+        responses = [
+            client.post(URL, content=b"{not json", headers={"content-type": "application/json"}),
+            client.post(URL, json=wrong_hook),
+            client.post("/cds-services/nope", json=hook_request(prefetch=EMPTY_PREFETCH)),
+            client.get("/cds-services"),
+            client.get("/health/live"),
         ]
-    assert statuses == [400, 400, 404, 200, 200]
+    assert [response.status_code for response in responses] == [400, 400, 404, 200, 200]
     lines = [line for line in _request_lines(json_lines) if line["path"] != "/health/ready"]
     assert [(line["event"], line["method"], line["path"], line["status"]) for line in lines] == [
         ("request answered", "POST", URL, 400),
@@ -75,6 +75,10 @@ def test_errors_and_other_endpoints_get_their_line_too(make_settings: SettingsFa
     ]
     assert lines[1]["hookInstance"] == wrong_hook["hookInstance"], "a hook call refused after its body was read names it"
     assert len({line["request_id"] for line in lines}) == len(lines)
+    # The client can quote the id of its call; an error's line says what the client was told.
+    assert [response.headers["x-request-id"] for response in responses] == [line["request_id"] for line in lines]
+    assert [line.get("error") for line in lines] == [response.json().get("error")[:128] if response.status_code >= 400 else None for response in responses]
+    assert lines[1]["error"].startswith("service 'back-knee-risk-factors' does not serve hook 'order-sign'")
 
 
 def test_a_request_the_app_fails_on_is_logged_as_500(make_settings: SettingsFactory, json_lines: io.StringIO) -> None:
