@@ -38,6 +38,9 @@ _RECONCILE_EVERY_SECONDS = 60.0
 # partition: no error until libpq's tcp_user_timeout, 5 s) must not hold the chart that long;
 # after this the call goes on without suppressions, as when the database is known to be down.
 SUPPRESSION_READ_SECONDS = 1.0
+# Every authenticated call records its JWT id first; past this the id is kept in memory instead,
+# as while the database is down (README: "within a second").
+REPLAY_CHECK_SECONDS = 1.0
 # GET /health/ready answers within this (the image's HEALTHCHECK waits 4 s for it).
 READY_CHECK_SECONDS = 2.0
 
@@ -81,6 +84,9 @@ class Store:
         self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=self._suppression_policy)
         self._jtis = MemoryJtis()
         self._accepted_jtis = AcceptedJtis()
+        # Ids whose check is under way: a second copy arriving meanwhile is a replay, whatever the
+        # database answers it (the first copy's insert may still be waiting after its time ran out).
+        self._checking_jtis: set[tuple[str, str]] = set()
         self._suppressions = SuppressionCache(ttl_seconds=suppression_cache_seconds)
         self._maintenance: asyncio.Task[None] | None = None
         self._warned_suppressions = False
@@ -213,19 +219,25 @@ class Store:
 
         While the database is down the id is remembered in this process only (see ``replay``).
         """
-        if (issuer, jti) in self._jtis or (issuer, jti) in self._accepted_jtis:
+        key = (issuer, jti)
+        if key in self._jtis or key in self._accepted_jtis or key in self._checking_jtis:
             return False
+        self._checking_jtis.add(key)
+        try:
+            return await self._remember_new_jti(issuer, jti, expires_at)
+        finally:
+            self._checking_jtis.discard(key)  # by now in memory, or stored, or refused (503)
+
+    async def _remember_new_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
         if not self._database.known_down:
             try:
-                # Bounded as the suppression read is: a silent database must not hold every call.
-                new = await asyncio.wait_for(
-                    self._database.run(remember_in_database, issuer, jti, expires_at), SUPPRESSION_READ_SECONDS
-                )
+                # Bounded: a silent database must not hold every call.
+                new = await asyncio.wait_for(self._database.run(remember_in_database, issuer, jti, expires_at), REPLAY_CHECK_SECONDS)
                 if new:
                     self._accepted_jtis.add(issuer, jti)
                 return new
             except TimeoutError:
-                reason = f"the database did not answer within {SUPPRESSION_READ_SECONDS:g} s"
+                reason = f"the database did not answer within {REPLAY_CHECK_SECONDS:g} s"
                 self._database.report_trouble(TimeoutError(reason))
                 log.warning("JWT id check falls back to memory", extra={"fields": {"reason": reason}})
             except sa.exc.SQLAlchemyError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+import service.store.store as store_module
 from service.store import Store, StoreUnavailable, upgrade_database
 from service.store.replay import AcceptedJtis
 from tests.robustness.tcp_proxy import proxy_to
@@ -68,6 +71,34 @@ async def test_two_replicas_racing_on_one_id_accept_it_once(migrated_url: str) -
     finally:
         for replica in replicas:
             await replica.close()
+
+
+async def test_a_copy_arriving_while_a_slow_check_of_its_id_runs_is_a_replay(
+    store: Store, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first copy's insert stalls (a write lock held elsewhere), so after REPLAY_CHECK_SECONDS it is
+    accepted from memory while the insert still waits. Before: a second copy arriving meanwhile found
+    the id neither in memory nor in the database, its own insert went through first, and both were
+    accepted. The stall is injected in front of the real insert; the database is real."""
+    release = threading.Event()
+    real_insert = store_module.remember_in_database
+    inserts = itertools.count()
+
+    def stalled_first(engine: object, issuer: str, jti: str, expires_at: datetime) -> bool:
+        if next(inserts) == 0:
+            release.wait(10)
+        return real_insert(engine, issuer, jti, expires_at)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module, "remember_in_database", stalled_first)
+    monkeypatch.setattr(store_module, "REPLAY_CHECK_SECONDS", 0.5)
+    first = asyncio.create_task(store.remember_jti(ISSUER, "slow", EXPIRES))
+    await asyncio.sleep(0.1)  # the first copy is waiting for its insert
+    second = await store.remember_jti(ISSUER, "slow", EXPIRES)
+    accepted_first = await first  # from memory, after 0.5 s
+    release.set()
+    assert (accepted_first, second) == (True, False)
+    await eventually(lambda: rows(migrated_url, "SELECT count(*) FROM seen_jwt WHERE jti = 'slow'") == [(1,)])
+    assert await store.remember_jti(ISSUER, "slow", EXPIRES) is False
 
 
 async def test_a_very_long_id_is_still_recognised(store: Store, migrated_url: str) -> None:
