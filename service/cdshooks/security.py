@@ -53,8 +53,7 @@ def build_verifier(
 def log_security_posture(settings: Settings, clients: dict[str, TrustedClient]) -> None:
     """One start-up line saying who may call, loudly when nobody or everybody can."""
     if settings.auth == "off":
-        # CRITICAL, so that no CDS_LOG_LEVEL hides it.
-        log.critical(AUTH_OFF_WARNING, extra={"fields": {"setting": "CDS_AUTH"}})
+        log.warning(AUTH_OFF_WARNING, extra={"fields": {"setting": "CDS_AUTH"}})
         return
     if not clients:
         why = (

@@ -14,7 +14,7 @@ def test_versus_baseline_prints_each_side_and_the_slope_of_the_services_own_cost
     assert main(["--measure", "sweep-10", "sweep-100", "--versus-baseline", "--rounds", "1", "--requests", "36"]) == 0
     captured = capsys.readouterr()
     # The service's warnings come through its own formatter (level, logger, fields), not bare messages.
-    assert " CRITICAL service.security: AUTHENTICATION IS OFF" in captured.err
+    assert " WARNING service.security: AUTHENTICATION IS OFF" in captured.err
     lines = captured.out.splitlines()
     measured = [line for line in lines if "ms/request" in line]
     assert [line.split()[0] for line in measured] == ["sweep-10", "sweep-100"]
