@@ -129,6 +129,10 @@ def configure_logging(log_format: str, level: str = "INFO", *, stream: IO[str] |
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The security posture's warnings ("AUTHENTICATION IS OFF") show at any CDS_LOG_LEVEL: a
+    # logger's own level decides, and the root's handler takes what propagates to it.
+    security = logging.getLogger("service.security")
+    security.setLevel(min(root.level, logging.WARNING))
     # Neither formatter prints the caller's file and line nor the thread or process: not gathering
     # them for each record (the logging HOWTO's "Optimization") saves ~1.5 us of its ~8 us.
     logging._srcfile = None  # type: ignore[attr-defined]

@@ -42,7 +42,7 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """For tests that call ``configure_logging`` (directly or through the CLI): put the process's logging back."""
-    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "hpack", "h11", "h2", "multipart"]
+    names = ["", "service.security", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "hpack", "h11", "h2", "multipart"]
     saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate) for name in names}
     record_attributes = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
     saved_attributes = {name: getattr(logging, name) for name in record_attributes}

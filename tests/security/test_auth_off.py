@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import queue
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.cdshooks.security import AUTH_OFF_WARNING
+from service.logs import configure_logging
 from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
 from tests.conftest import REPO_ROOT, SettingsFactory
 
@@ -33,6 +35,16 @@ def test_every_start_with_auth_off_warns(make_settings: SettingsFactory, caplog:
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.getMessage() == AUTH_OFF_WARNING]
     assert len(warnings) == 2
     assert AUTH_OFF_WARNING.startswith("AUTHENTICATION IS OFF (CDS_AUTH=off)")
+
+
+@pytest.mark.parametrize("level", ["ERROR", "CRITICAL"])
+def test_no_log_level_hides_the_warning(make_settings: SettingsFactory, restore_logging: None, level: str) -> None:
+    stream = io.StringIO()
+    configure_logging("json", level, stream=stream)
+    with TestClient(create_app(make_settings(auth="off")), base_url="http://testserver") as client:
+        client.get("/health/live")
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["level"], line["event"]) for line in lines] == [("warning", AUTH_OFF_WARNING)]
 
 
 def test_auth_on_does_not_warn_about_auth_off(make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture) -> None:
