@@ -15,6 +15,7 @@ from service.api import health, rules_pages
 from service.cdshooks import routes as cds_routes
 from service.cdshooks.errors import install_error_handlers
 from service.cdshooks.fhir_allowlist import ServerAllowlist
+from service.cdshooks.fhir_server import FETCHES_PER_SERVER
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.instrumentation import RequestMetricsMiddleware
 from service.cdshooks.openapi_docs import install_openapi
@@ -73,8 +74,15 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         load_models()  # before serving: else the first hook call imports them (34 ms of its 35)
         # One HTTP client for the whole process. No hop to another host: redirects are never
         # followed, and proxy variables in the environment are not read (a bearer token would go there).
+        # Its connections are capped per FHIR server (fhir_server.FETCHES_PER_SERVER), not in all:
+        # with httpx's 100 in all, one stalled server held them and every other server's fetches
+        # and the JWKS fetches waited for one.
         async with httpx.AsyncClient(
-            follow_redirects=False, trust_env=False, verify=verify, timeout=settings.fhir_timeout_seconds
+            follow_redirects=False,
+            trust_env=False,
+            verify=verify,
+            timeout=settings.fhir_timeout_seconds,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=FETCHES_PER_SERVER),
         ) as http:
             metrics = Metrics()
             memo = ValidationMemo(settings.validation_cache_size)

@@ -26,11 +26,32 @@ from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, BodyTooLa
 from service.cdshooks.fhir_allowlist import ServerUrl, UrlRefused, parse_server_url
 from service.metrics import Metrics
 
-__all__ = ["FhirServerError", "FhirServerSession", "ResourceBudget"]
+__all__ = ["FETCHES_PER_SERVER", "FetchSlots", "FhirServerError", "FhirServerSession", "ResourceBudget"]
 
 log = logging.getLogger("service.cdshooks.fhir_server")
 
 Outcome = Literal["ok", "error", "timeout"]
+
+# Fetches in flight to one FHIR server (scheme, host, port) at a time, per process. The HTTP
+# client's connections are not capped as a whole: one server that stalls holds at most this many,
+# and calls to another server (or a JWKS fetch) never wait behind them for a connection.
+FETCHES_PER_SERVER = 50
+
+
+class FetchSlots:
+    """A bounded number of fetches in flight per server origin; beyond it a fetch waits for a
+    slot, within its request's deadline. Built once per app: origins are the allowlist's."""
+
+    def __init__(self, per_server: int = FETCHES_PER_SERVER) -> None:
+        self._per_server = per_server
+        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+
+    def of(self, server: ServerUrl) -> asyncio.Semaphore:
+        origin = (server.scheme, server.host, server.port)
+        slots = self._slots.get(origin)
+        if slots is None:
+            slots = self._slots[origin] = asyncio.Semaphore(self._per_server)
+        return slots
 
 
 class FhirServerError(Exception):
@@ -75,6 +96,7 @@ class FhirServerSession:
     bytes: ByteBudget
     resources: ResourceBudget
     metrics: Metrics
+    slots: FetchSlots
 
     async def fetch(self, query: str, *, key: str) -> dict[str, Any] | None:
         """The answer to a rendered prefetch template: a resource, a merged searchset Bundle, or None.
@@ -132,7 +154,7 @@ class FhirServerSession:
         outcome: Outcome | None = "error"
         status: int | None = None
         try:
-            async with asyncio.timeout_at(self.deadline):
+            async with asyncio.timeout_at(self.deadline), self.slots.of(url):
                 remaining = max(self.deadline - asyncio.get_running_loop().time(), 0.001)
                 async with self.client.stream(
                     "GET",

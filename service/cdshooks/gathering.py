@@ -21,7 +21,7 @@ from service.cdshooks.bundles import count_resources
 from service.cdshooks.errors import PayloadTooLarge, PrefetchUnavailable
 from service.cdshooks.fhir_allowlist import ServerAllowlist, ServerUrl, UrlRefused, parse_server_url
 from service.cdshooks.capped_body import ByteBudget
-from service.cdshooks.fhir_server import FhirServerError, FhirServerSession, ResourceBudget
+from service.cdshooks.fhir_server import FetchSlots, FhirServerError, FhirServerSession, ResourceBudget
 from service.cdshooks.models import HookRequest
 from service.cdshooks.prefetch import TemplateError, classify_prefetch, render_template
 from service.metrics import Metrics
@@ -59,6 +59,7 @@ class Gatherer:
         self._max_resources = max_resources
         self._max_bytes = max_bytes  # fetched for one request, all keys and pages together
         self._max_depth = max_depth
+        self._slots = FetchSlots()
 
     async def gather(self, request: HookRequest, templates: Mapping[str, str]) -> dict[str, Any]:
         """Every declared prefetch key -> a resource, a searchset Bundle, or None (no data).
@@ -109,6 +110,7 @@ class Gatherer:
             bytes=ByteBudget(self._max_bytes),
             resources=ResourceBudget(self._max_resources, used=sent),
             metrics=self._metrics,
+            slots=self._slots,
         )
         log.info(
             "fetching prefetch from the FHIR server",

@@ -30,6 +30,7 @@ _TICK = 0.2
 class FaultServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # socketserver's 5 drops a burst of connections (their SYNs retried after 1 s)
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

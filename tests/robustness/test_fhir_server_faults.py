@@ -147,6 +147,37 @@ async def test_stalled_calls_do_not_hold_up_calls_with_complete_prefetch(service
     assert not [r for r in fhir_server.requests if r.params.get("patient") is None and r.resource_type != "Patient"]
 
 
+async def test_a_stalled_fhir_server_does_not_hold_up_fetches_from_another(
+    service: Served, faults: FaultServer, fhir_server: FhirTestServer
+) -> None:
+    """Forty calls fetch four keys each from a server that never answers; five calls to a healthy
+    server, sent once those are waiting, answer 200 before any of the forty ends. Before: the one
+    HTTP client's 100 connections were all held by the stalled server, so the healthy server's
+    fetches waited for the stalled ones to time out (and under more load, timed out themselves)."""
+    chauncey = fhir_server.data.patient_id("Johnston")
+    finished: list[str] = []
+
+    async def call(kind: str, body: dict[str, Any]) -> tuple[str, httpx.Response, float]:
+        response, elapsed = await _post(client, RISK, body)
+        finished.append(kind)
+        return kind, response, elapsed
+
+    async with httpx.AsyncClient(base_url=service.base_url, limits=httpx.Limits(max_connections=64)) as client:
+        stalled = [asyncio.create_task(call("stalled", _call(faults.base_url("silent"), chauncey))) for _ in range(40)]
+        deadline = time.monotonic() + 10
+        while faults.seen.count("silent") < 50:  # the per-server cap: this many reach it, the rest wait for a slot
+            assert time.monotonic() < deadline, "the stalled calls did not reach the silent server within 10 s"
+            await asyncio.sleep(0.01)
+        healthy = [asyncio.create_task(call("healthy", _call(fhir_server.base_url, chauncey))) for _ in range(5)]
+        results = await asyncio.gather(*stalled, *healthy)
+    for kind, response, elapsed in results:
+        if kind == "stalled":
+            _assert_prompt_412(response, elapsed, says="timed out")
+        else:
+            assert response.status_code == 200, response.text[:300]
+    assert finished[:5] == ["healthy"] * 5, f"order of answers: {finished}"
+
+
 async def test_after_every_fault_the_service_is_healthy_and_logged_no_traceback(service: Served) -> None:
     async with httpx.AsyncClient(base_url=service.base_url) as client:
         assert (await client.get("/health/live")).status_code == 200
