@@ -102,7 +102,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                 metrics=metrics,
                 hasher=hasher,
                 store=store,
-                http=http,
                 gatherer=Gatherer(
                     http,
                     metrics=metrics,

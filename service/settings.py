@@ -94,10 +94,6 @@ class Settings(BaseSettings):
             raise ValueError("CDS_CORS_ORIGINS='*' needs CDS_AUTH=off; list the EHR origins instead")
         return self
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def _is_base_url(value: str) -> bool:
     """An http(s) URL with a host, a valid port if any, no whitespace, query or fragment (not even empty)."""

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request
 
 from service.cdshooks.gathering import Gatherer
@@ -35,7 +34,6 @@ class AppState:
     metrics: Metrics
     hasher: PatientHasher
     store: Store
-    http: httpx.AsyncClient
     gatherer: Gatherer
     validation_memo: ValidationMemo
     verifier: JwtVerifier | None = None  # None with CDS_AUTH=off

@@ -20,7 +20,6 @@ __all__ = [
     "UnknownService",
     "PrefetchUnavailable",
     "PayloadTooLarge",
-    "Unauthorized",
     "StoreUnavailableError",
     "install_error_handlers",
     "error_response",
@@ -65,12 +64,6 @@ class StoreUnavailableError(CdsError):
     status_code = 503
 
 
-class Unauthorized(CdsError):
-    """The bearer JWT is missing or invalid (401). ``message`` is the log reason, never sent."""
-
-    status_code = 401
-
-
 UNAUTHORIZED_BODY = {"error": "unauthorized"}
 
 
@@ -88,8 +81,6 @@ def unauthorized_response() -> OrjsonResponse:
 
 async def _cds_error(_request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, CdsError)
-    if isinstance(exc, Unauthorized):
-        return unauthorized_response()
     return error_response(exc.status_code, exc.message)
 
 

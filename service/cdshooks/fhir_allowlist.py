@@ -56,10 +56,6 @@ class ServerUrl:
     def url(self) -> str:
         return f"{self.base}?{self.query}" if self.query else self.base
 
-    @property
-    def is_loopback(self) -> bool:
-        return self.host in LOOPBACK_HOSTS
-
     def contains(self, other: ServerUrl) -> bool:
         """``other`` is on the same origin and at or under this URL's path (whole segments only)."""
         return (

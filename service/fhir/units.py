@@ -24,7 +24,6 @@ class Unit:
     code: str
     quantity: str  # "mass", "length", "body_mass_index"
     factor: Decimal
-    canonical: str
 
     def to_canonical(self, value: Decimal) -> Decimal:
         return value * self.factor
@@ -33,13 +32,13 @@ class Unit:
 _UNITS: dict[str, Unit] = {
     unit.code: unit
     for unit in (
-        Unit("kg", "mass", Decimal(1), "kg"),
-        Unit("g", "mass", Decimal("0.001"), "kg"),
-        Unit("[lb_av]", "mass", Decimal("0.45359237"), "kg"),  # international avoirdupois pound
-        Unit("cm", "length", Decimal("0.01"), "m"),
-        Unit("m", "length", Decimal(1), "m"),
-        Unit("[in_i]", "length", Decimal("0.0254"), "m"),  # international inch
-        Unit("kg/m2", "body_mass_index", Decimal(1), "kg/m2"),
+        Unit("kg", "mass", Decimal(1)),
+        Unit("g", "mass", Decimal("0.001")),
+        Unit("[lb_av]", "mass", Decimal("0.45359237")),  # international avoirdupois pound
+        Unit("cm", "length", Decimal("0.01")),
+        Unit("m", "length", Decimal(1)),
+        Unit("[in_i]", "length", Decimal("0.0254")),  # international inch
+        Unit("kg/m2", "body_mass_index", Decimal(1)),
     )
 }
 

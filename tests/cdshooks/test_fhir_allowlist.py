@@ -96,7 +96,7 @@ def test_refusals_say_why_without_echoing_the_url(url: str, message: str) -> Non
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "localhost"])
 def test_http_is_allowed_only_for_loopback_hosts(host: str) -> None:
-    assert parse_server_url(f"http://{host}:8080/fhir").is_loopback
+    assert parse_server_url(f"http://{host}:8080/fhir").scheme == "http"
 
 
 def test_normalised_base_is_what_was_checked() -> None:
