@@ -130,7 +130,7 @@ def test_computed_facts_carry_only_the_values_templates_may_name() -> None:
             condition("S39.012A", ICD, onset="2024-05-20"), condition("444448004", onset="2024-05-01"),
             condition(*KNEE_PAIN, onset="2024-05-10"), weight(80, "2024-01-01"), weight(85, "2024-06-01"),
             bmi(31.0, "2024-03-01")]
-    facts = compute_facts(data, patient_id=PATIENT_ID, today=TODAY, definitions=catalogue().fact_definitions)  # type: ignore[arg-type]
+    facts = compute_facts(data, patient_id=PATIENT_ID, today=TODAY, definitions=catalogue().fact_definitions)
     with_values = set()
     for name, fact in facts.facts.items():
         declared = set(catalogue().facts[name].values)

@@ -35,7 +35,6 @@ MADE_UP = [
 
 def _with_every_fact(data: list[Any], service_id: str, patient_id: str | None, today: date) -> Evaluation:
     rules = catalogue()
-    assert rules.fact_definitions is not None
     facts = compute_facts(data, patient_id=patient_id, today=today, definitions=rules.fact_definitions)
     return evaluate_facts(facts, catalogue=rules, service_id=service_id, base_url="https://cds.test", uuid_factory=counting_uuids())
 
