@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from service.engine.templates import SUMMARY_LIMIT
+
 __all__ = [
     "Action",
     "Card",
@@ -171,7 +173,7 @@ class Link(_Outgoing):
 
 class Card(_Outgoing):
     uuid: str | None = None
-    summary: str = Field(max_length=139)
+    summary: str = Field(max_length=SUMMARY_LIMIT)
     detail: str | None = None
     indicator: Literal["info", "warning", "critical"]
     source: Source

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 
 from service.catalogue_error import CatalogueError, from_validation_error, read_catalogue_yaml, validate_catalogue_file
 from service.fhir.codes import CodeMatcher, CodePattern, CodeSystem, parse_pattern
-from service.fhir.units import Unit, known_unit
+from service.fhir.units import Unit, known_unit, known_units
 
 __all__ = [
     "AfterClause",
@@ -422,7 +422,7 @@ def _check_observation(
         unit = known_unit(code)
         if unit is None:
             raise CatalogueError(
-                str(path), f"'{code}' is not a UCUM unit the facts can convert (kg, g, [lb_av], cm, m, [in_i], kg/m2)",
+                str(path), f"'{code}' is not a UCUM unit the facts can convert ({', '.join(known_units())})",
                 entry=where, field=f"units[{index}]",
             )
         if unit.quantity != observation.quantity:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal
 from functools import cache
 
-__all__ = ["UCUM_SYSTEM", "Unit", "known_unit", "quantity_unit_code", "rounded", "shown"]
+__all__ = ["UCUM_SYSTEM", "Unit", "known_unit", "known_units", "quantity_unit_code", "rounded", "shown"]
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 
@@ -41,6 +41,11 @@ _UNITS: dict[str, Unit] = {
         Unit("kg/m2", "body_mass_index", Decimal(1)),
     )
 }
+
+
+def known_units() -> list[str]:
+    """Every UCUM code the facts can convert, for messages."""
+    return list(_UNITS)
 
 
 def known_unit(code: str) -> Unit | None:

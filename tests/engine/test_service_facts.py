@@ -84,7 +84,6 @@ def test_a_service_computes_the_facts_its_rules_read_and_what_they_are_computed_
         read = {name for rule in rules.rules_for(service_id) for name in rule.fact_names()}
         assert rules.facts_read_by(service_id) == read
         definitions = rules.fact_definitions_for(service_id)
-        assert definitions is not None
         computed = set(definitions.facts)
         assert read <= computed
         # excess_weight is computed from the bmi fact, the only fact another is computed from.
