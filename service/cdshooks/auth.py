@@ -19,19 +19,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.cdshooks.errors import error_response, unauthorized_response
 from service.cdshooks.jwt_verifier import AuthFailure
+from service.cdshooks.paths import CDS_PREFIX, is_cds_path
 from service.logs import bind_request_fields
 from service.store import StoreUnavailable
 
-__all__ = ["CDS_PREFIX", "JwtAuthMiddleware", "audiences_for", "is_cds_path"]
+__all__ = ["JwtAuthMiddleware", "audiences_for"]
 
 log = logging.getLogger("service.cdshooks.auth")
 
-CDS_PREFIX = "/cds-services"
 REPLAY_CHECK_RETRY_SECONDS = 2
-
-
-def is_cds_path(path: str) -> bool:
-    return path == CDS_PREFIX or path.startswith(CDS_PREFIX + "/")
 
 
 def audiences_for(base_url: str, path: str) -> tuple[str, ...]:

@@ -6,11 +6,10 @@ import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.cdshooks.paths import CDS_PREFIX, is_cds_path
 from service.cdshooks.status_watch import StatusWatch
 
 __all__ = ["RequestMetricsMiddleware"]
-
-_PREFIX = "/cds-services"
 
 
 class RequestMetricsMiddleware:
@@ -21,7 +20,7 @@ class RequestMetricsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not path.startswith(_PREFIX) or scope.get("method") == "OPTIONS":
+        if not is_cds_path(path) or scope.get("method") == "OPTIONS":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -36,7 +35,7 @@ class RequestMetricsMiddleware:
 
 def _service_label(path: str, known: object) -> str:
     """``discovery``, a known service id (``id`` or ``id/feedback``), or ``unknown`` (bounded labels)."""
-    rest = path[len(_PREFIX) :].strip("/")
+    rest = path[len(CDS_PREFIX) :].strip("/")
     if not rest:
         return "discovery"
     service_id, _, tail = rest.partition("/")

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.cdshooks.models import FeedbackRequest, HookRequest
+from service.cdshooks.paths import CDS_PREFIX, is_cds_path
 
 __all__ = [
     "ErrorBody",
@@ -33,9 +34,8 @@ __all__ = [
 ]
 
 _COMPONENT = "#/components/schemas/{model}"
-_CDS_SERVICES = "/cds-services"
-CALL_PATH = "/cds-services/{service_id}"
-FEEDBACK_PATH = "/cds-services/{service_id}/feedback"
+CALL_PATH = CDS_PREFIX + "/{service_id}"
+FEEDBACK_PATH = CDS_PREFIX + "/{service_id}/feedback"
 
 
 class ErrorBody(BaseModel):
@@ -271,7 +271,7 @@ def _require_client_jwt(document: dict[str, Any]) -> None:
         }
     }
     for path, operations in document["paths"].items():
-        if path == _CDS_SERVICES or path.startswith(_CDS_SERVICES + "/"):
+        if is_cds_path(path):
             for method, operation in operations.items():
                 if method != "options":  # CORS preflight needs no JWT (decision 12)
                     operation["security"] = [{_CLIENT_JWT_SCHEME: []}]

@@ -29,6 +29,7 @@ from service.cdshooks.openapi_docs import (
     HOOK_REQUEST_EXAMPLE,
     request_body,
 )
+from service.cdshooks.paths import CDS_PREFIX
 from service.cdshooks.public_url import public_base_url
 from service.engine.catalogue import ServiceDefinition
 from service.json_response import OrjsonResponse
@@ -40,7 +41,7 @@ from service.store import FeedbackMismatch, FeedbackRecord, InvocationRecord, St
 __all__ = ["router"]
 
 log = logging.getLogger("service.cdshooks")
-router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
+router = APIRouter(prefix=CDS_PREFIX, tags=["CDS Hooks"])
 
 
 def _service_or_404(state: AppState, service_id: str) -> ServiceDefinition:

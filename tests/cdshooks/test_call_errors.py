@@ -23,6 +23,14 @@ def test_unknown_service_is_404(client: TestClient) -> None:
     assert "nope" in response.json()["error"]
 
 
+def test_request_metrics_count_the_cds_paths_only(client: TestClient) -> None:
+    """The metrics decide "a CDS Hooks path" as authentication does: /cds-servicesX is another path."""
+    client.post("/cds-services/nope", json=hook_request(prefetch=EMPTY_PREFETCH))
+    client.get("/cds-servicesXYZ")
+    counted = [line for line in client.get("/metrics").text.splitlines() if line.startswith("cds_requests_total{")]
+    assert counted == ['cds_requests_total{service="unknown",status="404"} 1.0']
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
