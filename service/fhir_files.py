@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from service.cdshooks.models import prefetch_value_problem
+
 __all__ = ["FhirFileError", "InputData", "patient_ids", "read_inputs"]
 
 
@@ -99,15 +101,16 @@ def _add_document(path: Path, document: Any, data: InputData) -> None:
         prefetch = document.get("prefetch") or {}
         if not isinstance(prefetch, dict):
             raise FhirFileError(f"{path}: CDS Hooks request 'prefetch' must be an object")
-        usable = {key: value for key, value in prefetch.items() if value is None or _is_data(value)}
+        for key, value in prefetch.items():
+            problem = prefetch_value_problem(value)
+            if problem is not None:
+                raise FhirFileError(f"{path}: prefetch key '{key}' {problem} (the service would answer 400)")
+        # An OperationOutcome in place of data is a key the service would have to fetch (412).
+        usable = {key: value for key, value in prefetch.items() if value is None or value["resourceType"] != "OperationOutcome"}
         data.resources.extend(value for value in usable.values() if value is not None)
         data.request_prefetch.append((path, patient, frozenset(usable)))
         return
     raise FhirFileError(f"{path}: not a FHIR resource (no resourceType) and not a CDS Hooks request (no hook/context)")
-
-
-def _is_data(value: Any) -> bool:
-    return isinstance(value, dict) and isinstance(value.get("resourceType"), str) and value["resourceType"] != "OperationOutcome"
 
 
 def patient_ids(data: InputData) -> list[str]:

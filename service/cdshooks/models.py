@@ -105,6 +105,18 @@ _CONTEXT_SCHEMA: dict[str, Any] = {
 }
 
 
+def prefetch_value_problem(value: object) -> str | None:
+    """Why a prefetch value is neither a FHIR resource nor null (None when it is one): the one
+    decision the service (a 400) and ``evaluate`` make about it."""
+    if value is None or (isinstance(value, dict) and isinstance(value.get("resourceType"), str)):
+        return None
+    if isinstance(value, dict):
+        got = "an object without resourceType"
+    else:
+        got = {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    return f"must be a FHIR resource (a JSON object with resourceType) or null, got {got}"
+
+
 class HookRequest(_Incoming):
     hook: str = Field(min_length=1)
     # A UUID in CDS Hooks; bounded because it is stored with every audit record.
@@ -113,16 +125,17 @@ class HookRequest(_Incoming):
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any] = Field(json_schema_extra=_CONTEXT_SCHEMA)
     # Each value is a FHIR resource (a Bundle for searches) or null for "no data"; anything else is a 400.
-    prefetch: dict[str, dict[str, Any] | None] | None = None
+    prefetch: dict[str, Any] | None = None
     extension: dict[str, Any] | None = None
 
     @field_validator("prefetch")
     @classmethod
-    def _prefetch_values_are_resources(cls, prefetch: dict[str, dict[str, Any] | None] | None) -> dict[str, dict[str, Any] | None] | None:
+    def _prefetch_values_are_resources(cls, prefetch: dict[str, Any] | None) -> dict[str, Any] | None:
         # Every key, declared by the service or not: the OpenAPI schema is one for all services.
         for key, value in (prefetch or {}).items():
-            if value is not None and not isinstance(value.get("resourceType"), str):
-                raise ValueError(f"prefetch key '{key}' must be a FHIR resource (a JSON object with resourceType) or null")
+            problem = prefetch_value_problem(value)
+            if problem is not None:
+                raise ValueError(f"prefetch key '{key}' {problem}")
         return prefetch
 
     @model_validator(mode="after")

@@ -109,8 +109,9 @@ class PrefetchReport:
     """Present keys whose Bundle has a ``next`` link (a paginated prefetch, allowed in 2.0)."""
 
 
-def classify_prefetch(prefetch: Mapping[str, Any] | None, declared: Mapping[str, str]) -> PrefetchReport:
-    """Absent or an OperationOutcome is missing; ``null`` is no data; anything but an object or null is a 400."""
+def classify_prefetch(prefetch: Mapping[str, dict[str, Any] | None] | None, declared: Mapping[str, str]) -> PrefetchReport:
+    """Absent or an OperationOutcome is missing; ``null`` is no data. The values are a validated
+    ``HookRequest``'s: each a FHIR resource or null (``models.prefetch_value_problem``)."""
     prefetch = prefetch or {}
     present: dict[str, dict[str, Any] | None] = {}
     missing: dict[str, str] = {}
@@ -122,11 +123,6 @@ def classify_prefetch(prefetch: Mapping[str, Any] | None, declared: Mapping[str,
         value = prefetch[key]
         if value is None:
             present[key] = None
-        elif not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-            raise HookRequestError(
-                f"prefetch key '{key}' must be a FHIR resource (a JSON object with resourceType) or null, "
-                f"got {_describe(value)}"
-            )
         elif value["resourceType"] == "OperationOutcome":
             missing[key] = "holds an OperationOutcome"
         else:
@@ -134,13 +130,3 @@ def classify_prefetch(prefetch: Mapping[str, Any] | None, declared: Mapping[str,
             if is_bundle(value) and next_link(value) is not None:
                 paged.append(key)
     return PrefetchReport(present=present, missing=missing, paged=tuple(paged))
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, dict):
-        return "an object without resourceType"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    return type(value).__name__

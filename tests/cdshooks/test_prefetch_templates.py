@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from service.cdshooks.bundles import count_resources, merge_pages, next_link
 from service.cdshooks.errors import HookRequestError
 from service.cdshooks.prefetch import TemplateError, classify_prefetch, render_template, template_tokens
+from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
 
 CONTEXT = {"patientId": "123", "userId": "Practitioner/abc", "encounterId": "enc-1"}
 
@@ -109,9 +112,10 @@ def test_a_bundle_with_a_next_link_is_present_and_marked_paged() -> None:
 
 
 @pytest.mark.parametrize(("value", "described"), [([], "a list"), ("Patient/1", "a string"), ({"id": "1"}, "without resourceType"), (3, "int")])
-def test_a_value_that_is_no_resource_is_a_400_naming_the_key(value: object, described: str) -> None:
-    with pytest.raises(HookRequestError, match=f"prefetch key 'patient' must be a FHIR resource.*{described}"):
-        classify_prefetch({"patient": value, "conditions": None}, DECLARED)
+def test_a_value_that_is_no_resource_is_a_400_naming_the_key(client: TestClient, value: object, described: str) -> None:
+    response = client.post("/cds-services/back-knee-risk-factors", json=hook_request(prefetch={**EMPTY_PREFETCH, "patient": value}))
+    assert response.status_code == 400
+    assert re.search(f"prefetch key 'patient' must be a FHIR resource.*{described}", response.json()["error"])
 
 
 def test_resources_are_counted_through_bundles() -> None:

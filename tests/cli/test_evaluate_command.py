@@ -106,6 +106,21 @@ def test_a_request_the_service_would_refuse_is_not_reported_as_no_cards(
     assert not any("cards" in result for result in results)
 
 
+@pytest.mark.parametrize(("value", "got"), [("Patient/p1", "a string"), ({"id": "p1"}, "an object without resourceType")])
+def test_a_prefetch_value_the_service_answers_400_is_an_error_here_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, value: object, got: str
+) -> None:
+    """Before: a string prefetch value was reported as 'missing ... the service would answer 412'."""
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({"hook": "patient-view", "hookInstance": "h1", "context": {"patientId": "p1"}, "prefetch": {"patient": value}}))
+    code, _, err = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01")
+    assert code == 2
+    assert err == (
+        f"error: {path}: prefetch key 'patient' must be a FHIR resource (a JSON object with resourceType) or null, "
+        f"got {got} (the service would answer 400)\n"
+    )
+
+
 def test_only_the_patient_whose_request_lacks_prefetch_is_not_evaluated(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     def request(patient_id: str, *, conditions: bool) -> Path:
         prefetch: dict[str, object] = {
