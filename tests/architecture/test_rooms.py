@@ -22,6 +22,46 @@ RULES = {
 }
 
 
+# Which of the service's own modules each room may import (architecture.md: "each room knows only
+# the one before it"). The facts know no rules, the engine no HTTP or SQL, the store nothing of the
+# rest, the cards only the findings, the facts and the CDS Hooks card model they fill.
+SHARED = ("service.catalogue_error",)
+OWN_IMPORTS = {
+    "service/fhir/": ("service.fhir", *SHARED),
+    "service/engine/": ("service.engine", "service.fhir", *SHARED),
+    "service/store/": ("service.store",),
+    "service/cards.py": ("service.engine", "service.fhir", "service.cdshooks.models"),
+}
+
+
+def _imported_service_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names if alias.name.split(".")[0] == "service")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "service":
+            modules.add(node.module)
+    return modules
+
+
+def _in_room(room: str) -> list[Path]:
+    return [SERVICE.parent / room] if room.endswith(".py") else sorted((SERVICE.parent / room).rglob("*.py"))
+
+
+@pytest.mark.parametrize(
+    ("room", "path"),
+    [(room, path) for room in OWN_IMPORTS for path in _in_room(room)],
+    ids=lambda value: value if isinstance(value, str) else str(value.relative_to(REPO_ROOT)),
+)
+def test_a_room_imports_only_the_rooms_before_it(room: str, path: Path) -> None:
+    allowed = OWN_IMPORTS[room]
+    for module in _imported_service_modules(path):
+        assert module in allowed or module.startswith(tuple(f"{prefix}." for prefix in allowed)), (
+            f"{path.relative_to(REPO_ROOT)} imports {module}; the {room} room may import only {allowed}"
+        )
+
+
 def _imported_roots(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     roots: set[str] = set()
