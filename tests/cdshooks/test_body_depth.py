@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.cdshooks import body as body_module
-from service.cdshooks.body import nesting_exceeds
+from service.cdshooks import json_depth as depth_module
+from service.cdshooks.json_depth import nesting_exceeds
 
 # Strings full of the characters the byte scan must see through: brackets, quotes, backslashes.
 _TRICKY_TEXT = st.text(alphabet=st.sampled_from(list('{}[]"\\/ab:, \n\u00e9\u2028')), max_size=12)
@@ -77,7 +77,7 @@ def test_hostile_nesting_is_caught_at_the_limit() -> None:
 def test_depth_from_bytes_matches_when_read_in_small_chunks(value: Any, chunk: int) -> None:
     """Strings are dropped a chunk at a time; a string with a bracket in any chunk must still not count."""
     body = orjson.dumps(value)
-    with mock.patch.object(body_module, "_CHUNK", chunk):
+    with mock.patch.object(depth_module, "_CHUNK", chunk):
         assert _depth_by_limits(body) == _walked_depth(value)
 
 
@@ -88,7 +88,7 @@ def test_a_bracket_in_a_string_far_into_a_large_body(at: int) -> None:
         items: list[Any] = [{"code": "kg", "value": [1, {"a": "b"}]} for _ in range(3000)]
         items[at] = {"code": text, "value": [[[[{"x": text}]]]]}
         body = orjson.dumps({"entry": items})
-        assert len(body) > 4 * body_module._CHUNK
+        assert len(body) > 4 * depth_module._CHUNK
         assert _depth_by_limits(body) == _walked_depth(items) + 1 == 8, (text, at)
 
 
