@@ -1,4 +1,4 @@
-"""The fact definitions as data: ``rules/valuesets.yaml`` and ``rules/facts.yaml``, checked.
+"""The fact definitions as data: ``rules/facts.yaml``, checked against ``rules/valuesets.yaml``.
 
 The Python implements a fixed set of fact *kinds*; which concepts, statuses, thresholds and
 windows each named fact uses is read from here, so a clinician changes the knowledge base,
@@ -7,18 +7,18 @@ not the code. Every problem is a ``CatalogueError`` naming the file, the entry a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, StrictInt, TypeAdapter, ValidationError
 
 from service.catalogue_error import CatalogueError, from_validation_error, read_catalogue_yaml, validate_catalogue_file
-from service.fhir.codes import CodeMatcher, CodePattern, CodeSystem, parse_pattern
+from service.fhir.codes import CodeMatcher
 from service.fhir.units import Unit, known_unit, known_units
+from service.fhir.valuesets import VALUESETS_FILE, Concept, StrictModel, check_name, load_valuesets
 
 __all__ = [
     "AfterClause",
@@ -27,7 +27,6 @@ __all__ = [
     "AgeFactDefinition",
     "BmiFactDefinition",
     "BmiParameters",
-    "Concept",
     "ConditionAfterFactDefinition",
     "ConditionFactDefinition",
     "ConditionStatus",
@@ -45,57 +44,17 @@ __all__ = [
     "load_fact_definitions",
 ]
 
-VALUESETS_FILE = "valuesets.yaml"
 FACTS_FILE = "facts.yaml"
 
-_NAME = r"^[a-z][a-z0-9_]*$"
 ConditionStatus = Literal["usable", "active"]
 # StrictInt: YAML reads yes/no/on/off/true as booleans, which a lax int would take as 1 or 0.
 _Days = Annotated[StrictInt, Field(ge=0, le=36500)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-
-# --- valuesets.yaml ---------------------------------------------------------------------------
-
-
-class _SystemEntry(_Strict):
-    uri: str = Field(min_length=1)
-    stems: bool = False
-    insert_dot_after: StrictInt | None = Field(default=None, ge=1)
-    # A regular expression every code listed for this system must match (systems without stems):
-    # a mistyped code ("2305600X") is refused at load, not left to never match.
-    code_format: str | None = None
-
-    @field_validator("code_format")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
-
-
-class _ConceptEntry(_Strict):
-    label: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-    codes: dict[str, list[str]] = Field(min_length=1)
-
-
-class _ValueSetsFile(_Strict):
-    version: str = Field(min_length=1)
-    systems: dict[str, _SystemEntry] = Field(min_length=1)
-    concepts: dict[str, Any] = Field(min_length=1)  # each entry checked on its own, to name it
-
-
 # --- facts.yaml -------------------------------------------------------------------------------
 
 
-class Statuses(_Strict):
+class Statuses(StrictModel):
     """What usable and active mean (clinical-rules.md section 1), as status codes."""
 
     condition_unusable_verification: frozenset[str]
@@ -104,7 +63,7 @@ class Statuses(_Strict):
     family_history_excluded: frozenset[str]
 
 
-class ObservationDefinition(_Strict):
+class ObservationDefinition(StrictModel):
     """An Observation the measurement facts read: its codes, what it measures, the units accepted."""
 
     concept: str
@@ -112,12 +71,12 @@ class ObservationDefinition(_Strict):
     units: tuple[str, ...] = Field(min_length=1)
 
 
-class _FactBase(_Strict):
+class _FactBase(StrictModel):
     description: str = Field(min_length=1)
     source: str = Field(min_length=1)
 
 
-class AgeParameters(_Strict):
+class AgeParameters(StrictModel):
     older_age_years: StrictInt = Field(ge=0, le=150)
 
 
@@ -132,7 +91,7 @@ class ConditionFactDefinition(_FactBase):
     status: ConditionStatus
 
 
-class RecentParameters(_Strict):
+class RecentParameters(StrictModel):
     recent_injury_days: _Days
 
 
@@ -143,12 +102,12 @@ class RecentConditionFactDefinition(_FactBase):
     parameters: RecentParameters
 
 
-class AfterClause(_Strict):
+class AfterClause(StrictModel):
     concepts: tuple[str, ...] = Field(min_length=1)
     status: ConditionStatus
 
 
-class AfterParameters(_Strict):
+class AfterParameters(StrictModel):
     post_injury_window_days: _Days
 
 
@@ -160,7 +119,7 @@ class ConditionAfterFactDefinition(_FactBase):
     parameters: AfterParameters
 
 
-class BmiParameters(_Strict):
+class BmiParameters(StrictModel):
     bmi_window_days: _Days
 
 
@@ -172,7 +131,7 @@ class BmiFactDefinition(_FactBase):
     parameters: BmiParameters
 
 
-class ExcessWeightParameters(_Strict):
+class ExcessWeightParameters(StrictModel):
     overweight_bmi: Decimal = Field(gt=0, le=200)
 
 
@@ -184,7 +143,7 @@ class ExcessWeightFactDefinition(_FactBase):
     parameters: ExcessWeightParameters
 
 
-class WeightGainParameters(_Strict):
+class WeightGainParameters(StrictModel):
     weight_gain_percent: Decimal = Field(gt=0, le=1000)
     weight_gain_window_days: _Days
 
@@ -216,7 +175,7 @@ FactDefinition = Annotated[
 _FACT = TypeAdapter(FactDefinition)
 
 
-class _FactsFile(_Strict):
+class _FactsFile(StrictModel):
     version: str = Field(min_length=1)
     statuses: Statuses
     observations: dict[str, ObservationDefinition] = Field(min_length=1)
@@ -224,13 +183,6 @@ class _FactsFile(_Strict):
 
 
 # --- the loaded definitions -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Concept:
-    name: str
-    label: str
-    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,17 +290,16 @@ def load_fact_definitions(rules_dir: Path) -> FactDefinitions:
 
     Raises CatalogueError naming the file, the entry (``fact 'bmi'``) and the field.
     """
-    valuesets_path = rules_dir / VALUESETS_FILE
+    valuesets = load_valuesets(rules_dir)
+    concepts = valuesets.concepts
     facts_path = rules_dir / FACTS_FILE
-    valuesets = validate_catalogue_file(_ValueSetsFile, read_catalogue_yaml(valuesets_path), file=valuesets_path)
-    systems, concepts, entries = _compile_valuesets(valuesets, valuesets_path)
     raw = validate_catalogue_file(_FactsFile, read_catalogue_yaml(facts_path), file=facts_path)
     for name, observation in raw.observations.items():
         _check_observation(name, observation, concepts, facts_path)
     facts: dict[str, FactDefinition] = {}
     for name, entry in raw.facts.items():
         where = f"fact '{name}'"
-        _check_name(name, facts_path, where)
+        check_name(name, facts_path, where)
         try:
             definition = _FACT.validate_python(entry)
         except ValidationError as exc:
@@ -363,60 +314,15 @@ def load_fact_definitions(rules_dir: Path) -> FactDefinitions:
         concepts=concepts,
         observations=raw.observations,
         facts=facts,
-        matcher=CodeMatcher(systems, entries),
+        matcher=valuesets.matcher,
     )
-
-
-def _check_name(name: str, path: Path, where: str) -> None:
-    if not re.fullmatch(_NAME, name):
-        raise CatalogueError(str(path), "names are lower_snake_case (a-z, 0-9, _)", entry=where)
-
-
-def _compile_valuesets(
-    valuesets: _ValueSetsFile, path: Path
-) -> tuple[list[CodeSystem], dict[str, Concept], list[tuple[str, str, CodePattern]]]:
-    systems = {
-        name: CodeSystem(name, entry.uri, stems=entry.stems, insert_dot_after=entry.insert_dot_after)
-        for name, entry in valuesets.systems.items()
-    }
-    concepts: dict[str, Concept] = {}
-    entries: list[tuple[str, str, CodePattern]] = []
-    for name, raw in valuesets.concepts.items():
-        where = f"concept '{name}'"
-        _check_name(name, path, where)
-        if not isinstance(raw, dict):
-            raise CatalogueError(str(path), "expected a mapping with label, source and codes", entry=where)
-        try:
-            concept = _ConceptEntry.model_validate(raw)
-        except ValidationError as exc:
-            raise from_validation_error(exc, file=path, entry=where) from None
-        for system_name, codes in concept.codes.items():
-            system = systems.get(system_name)
-            if system is None:
-                known = ", ".join(sorted(systems))
-                raise CatalogueError(
-                    str(path), f"unknown code system '{system_name}'; 'systems' defines: {known}",
-                    entry=where, field=f"codes.{system_name}",
-                )
-            if not codes:
-                raise CatalogueError(str(path), "list at least one code", entry=where, field=f"codes.{system_name}")
-            code_format = valuesets.systems[system_name].code_format
-            for index, text in enumerate(codes):
-                try:
-                    entries.append((name, system_name, parse_pattern(text, stems=system.stems)))
-                    if code_format is not None and not system.stems and not re.fullmatch(code_format, text.strip()):
-                        raise ValueError(f"'{text}' is not a {system_name} code (code_format {code_format})")
-                except ValueError as exc:
-                    raise CatalogueError(str(path), str(exc), entry=where, field=f"codes.{system_name}[{index}]") from None
-        concepts[name] = Concept(name, concept.label, concept.source)
-    return list(systems.values()), concepts, entries
 
 
 def _check_observation(
     name: str, observation: ObservationDefinition, concepts: Mapping[str, Concept], path: Path
 ) -> None:
     where = f"observation '{name}'"
-    _check_name(name, path, where)
+    check_name(name, path, where)
     _check_concept(observation.concept, concepts, path, where, "concept")
     for index, code in enumerate(observation.units):
         unit = known_unit(code)

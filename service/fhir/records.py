@@ -16,7 +16,8 @@ from typing import Any
 
 from service.fhir.codes import CodeMatcher
 from service.fhir.dates import Moments, When, add_age, birth_date, first_day, latest_local_day
-from service.fhir.definitions import Concept, ObservationDefinition, Statuses
+from service.fhir.definitions import ObservationDefinition, Statuses
+from service.fhir.valuesets import Concept
 from service.fhir.model import Evidence
 from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, shown
 
