@@ -9,7 +9,7 @@ it never degrades into "no cards" at the bedside.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -375,27 +375,9 @@ def _load_rule(path: Path, *, services: Mapping[str, ServiceDefinition], facts: 
         for index, reason in enumerate(spec.card.reasons)
     )
     summary = template(spec.card.summary, "card.summary", parameters | {REASONS_PLACEHOLDER})
-    if REASONS_PLACEHOLDER in summary.placeholders and not any(reason.summary for reason in reasons):
-        raise fail("card.summary", "uses {reasons} but no reason has a 'summary' phrase")
-    shortest = summary.fixed_length + (
-        min(reason.summary.fixed_length for reason in reasons if reason.summary) if REASONS_PLACEHOLDER in summary.placeholders else 0
-    )
-    if shortest > SUMMARY_LIMIT:  # every card would be cut, its claim with it
-        raise fail(
-            "card.summary",
-            f"is at least {shortest} characters even with its placeholders (and the shortest reason phrase) empty; "
-            f"a card summary must stay within {SUMMARY_LIMIT} (CDS Hooks)",
-        )
+    _check_summary_fits(summary, reasons, fail=fail)
     advice = template(spec.card.advice, "card.advice", parameters)
-
-    for index, citation in enumerate(spec.citations):
-        if citation not in article:
-            raise fail(f"citations[{index}]", f"not found word for word in the article: {citation[:60]!r}")
-        if not _whole_sentence_of(citation, article):
-            raise fail(f"citations[{index}]", f"not a whole sentence of the article (a card quotes it as one): {citation[:60]!r}")
-    if len(set(spec.citations)) != len(spec.citations):
-        raise fail("citations", "a citation is listed twice")
-
+    _check_citations(spec.citations, article, fail=fail)
     suggestions = tuple(
         SuggestionSpec(
             label=item.label,
@@ -424,6 +406,32 @@ def _load_rule(path: Path, *, services: Mapping[str, ServiceDefinition], facts: 
         thresholds=thresholds,
         file=file,
     )
+
+
+def _check_summary_fits(summary: Template, reasons: Sequence[Reason], *, fail: Any) -> None:
+    """A summary that is over the CDS Hooks limit with its placeholders empty would be cut on every card."""
+    if REASONS_PLACEHOLDER in summary.placeholders and not any(reason.summary for reason in reasons):
+        raise fail("card.summary", "uses {reasons} but no reason has a 'summary' phrase")
+    shortest = summary.fixed_length + (
+        min(reason.summary.fixed_length for reason in reasons if reason.summary) if REASONS_PLACEHOLDER in summary.placeholders else 0
+    )
+    if shortest > SUMMARY_LIMIT:  # every card would be cut, its claim with it
+        raise fail(
+            "card.summary",
+            f"is at least {shortest} characters even with its placeholders (and the shortest reason phrase) empty; "
+            f"a card summary must stay within {SUMMARY_LIMIT} (CDS Hooks)",
+        )
+
+
+def _check_citations(citations: Sequence[str], article: str, *, fail: Any) -> None:
+    """Each citation a whole sentence of the article, word for word, listed once."""
+    for index, citation in enumerate(citations):
+        if citation not in article:
+            raise fail(f"citations[{index}]", f"not found word for word in the article: {citation[:60]!r}")
+        if not _whole_sentence_of(citation, article):
+            raise fail(f"citations[{index}]", f"not a whole sentence of the article (a card quotes it as one): {citation[:60]!r}")
+    if len(set(citations)) != len(citations):
+        raise fail("citations", "a citation is listed twice")
 
 
 def _thresholds(names: Mapping[str, None], facts: Mapping[str, FactSpec], *, fail: Any) -> dict[str, int | float]:
