@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,25 +125,19 @@ async def test_stalled_calls_do_not_hold_up_calls_with_complete_prefetch(service
         "observations": _searchset([o for o in fhir_server.data.search("Observation", chauncey) if _is_vital(o)]),
         "familyHistory": None,
     }
-    finished: list[str] = []
-
-    async def call(kind: str, body: dict[str, Any]) -> tuple[str, httpx.Response, float]:
-        response, elapsed = await _post(client, RISK, body)
-        finished.append(kind)
-        return kind, response, elapsed
-
-    async with httpx.AsyncClient(base_url=service.base_url, limits=httpx.Limits(max_connections=32)) as client:
-        stalled = [asyncio.create_task(call("stalled", _call(fhir_server.base_url, chauncey))) for _ in range(6)]
-        await _until_stalled_on(fhir_server, "Condition", calls=len(stalled))
-        prompt = [asyncio.create_task(call("complete", _call(fhir_server.base_url, chauncey, prefetch=complete))) for _ in range(12)]
-        results = await asyncio.gather(*stalled, *prompt)
+    results, finished = await _stalled_then_prompt(
+        service,
+        stalled=[_call(fhir_server.base_url, chauncey) for _ in range(6)],
+        until_waiting=lambda: _until_stalled_on(fhir_server, "Condition", calls=6),
+        prompt=[_call(fhir_server.base_url, chauncey, prefetch=complete) for _ in range(12)],
+    )
     for kind, response, elapsed in results:
         if kind == "stalled":
             _assert_prompt_412(response, elapsed, says="timed out")
         else:
             assert response.status_code == 200, response.text[:300]
             assert response.json()["cards"], "Chauncey Johnston's complete prefetch gives cards (knee osteoarthritis, BMI 27.9)"
-    assert finished[:12] == ["complete"] * 12, f"order of answers: {finished}"
+    assert finished[:12] == ["prompt"] * 12, f"order of answers: {finished}"
     assert not [r for r in fhir_server.requests if r.params.get("patient") is None and r.resource_type != "Patient"]
 
 
@@ -155,27 +149,25 @@ async def test_a_stalled_fhir_server_does_not_hold_up_fetches_from_another(
     HTTP client's 100 connections were all held by the stalled server, so the healthy server's
     fetches waited for the stalled ones to time out (and under more load, timed out themselves)."""
     chauncey = fhir_server.data.patient_id("Johnston")
-    finished: list[str] = []
 
-    async def call(kind: str, body: dict[str, Any]) -> tuple[str, httpx.Response, float]:
-        response, elapsed = await _post(client, RISK, body)
-        finished.append(kind)
-        return kind, response, elapsed
-
-    async with httpx.AsyncClient(base_url=service.base_url, limits=httpx.Limits(max_connections=64)) as client:
-        stalled = [asyncio.create_task(call("stalled", _call(faults.base_url("silent"), chauncey))) for _ in range(40)]
+    async def until_waiting() -> None:
         deadline = time.monotonic() + 10
         while faults.seen.count("silent") < 50:  # the per-server cap: this many reach it, the rest wait for a slot
             assert time.monotonic() < deadline, "the stalled calls did not reach the silent server within 10 s"
             await asyncio.sleep(0.01)
-        healthy = [asyncio.create_task(call("healthy", _call(fhir_server.base_url, chauncey))) for _ in range(5)]
-        results = await asyncio.gather(*stalled, *healthy)
+
+    results, finished = await _stalled_then_prompt(
+        service,
+        stalled=[_call(faults.base_url("silent"), chauncey) for _ in range(40)],
+        until_waiting=until_waiting,
+        prompt=[_call(fhir_server.base_url, chauncey) for _ in range(5)],
+    )
     for kind, response, elapsed in results:
         if kind == "stalled":
             _assert_prompt_412(response, elapsed, says="timed out")
         else:
             assert response.status_code == 200, response.text[:300]
-    assert finished[:5] == ["healthy"] * 5, f"order of answers: {finished}"
+    assert finished[:5] == ["prompt"] * 5, f"order of answers: {finished}"
 
 
 async def test_after_every_fault_the_service_is_healthy_and_logged_no_traceback(service: Served) -> None:
@@ -185,6 +177,30 @@ async def test_after_every_fault_the_service_is_healthy_and_logged_no_traceback(
     assert 'cds_fhir_fetches_total{outcome="timeout"}' in metrics
     assert service.server_errors() == []
     assert "Traceback" not in Path(service.log_path).read_text(encoding="utf-8")
+
+
+async def _stalled_then_prompt(
+    service: Served,
+    *,
+    stalled: list[dict[str, Any]],
+    until_waiting: Callable[[], Awaitable[None]],
+    prompt: list[dict[str, Any]],
+) -> tuple[list[tuple[str, httpx.Response, float]], list[str]]:
+    """Send the ``stalled`` calls, wait until they are waiting on their FHIR server, then send the
+    ``prompt`` ones: every (kind, answer, seconds), and the kinds in the order they were answered."""
+    finished: list[str] = []
+
+    async def call(kind: str, body: dict[str, Any]) -> tuple[str, httpx.Response, float]:
+        response, elapsed = await _post(client, RISK, body)
+        finished.append(kind)
+        return kind, response, elapsed
+
+    async with httpx.AsyncClient(base_url=service.base_url, limits=httpx.Limits(max_connections=64)) as client:
+        waiting = [asyncio.create_task(call("stalled", body)) for body in stalled]
+        await until_waiting()
+        answered = [asyncio.create_task(call("prompt", body)) for body in prompt]
+        results = await asyncio.gather(*waiting, *answered)
+    return results, finished
 
 
 async def _until_stalled_on(fhir_server: FhirTestServer, resource_type: str, *, calls: int) -> None:
