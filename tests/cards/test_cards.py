@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from datetime import date
+from pathlib import Path
 
 import orjson
 import pytest
@@ -11,8 +13,10 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from service.cards import SUMMARY_LIMIT, CardBuilder, format_value, new_uuid
 from service.cdshooks.models import Card, CardsResponse
+from service.engine.catalogue import load_catalogue
 from service.engine.evaluate import Finding, evaluate
 from service.fhir.model import Evidence, Fact
+from tests.conftest import REPO_ROOT
 from tests.engine.builders import catalogue, counting_uuids, patient_facts
 
 BASE = "https://cds.example.org"
@@ -178,6 +182,21 @@ def test_patient_data_cannot_inject_markdown_or_html() -> None:
     detail = _card("back-pain-knee-risk", "older_age", overrides=overrides).detail or ""
     assert "[click](" not in detail and "<script>" not in detail and "**loud**" not in detail
     assert "\\[click\\]" in detail and "\\<script\\>" in detail
+
+
+def test_the_evidence_placeholder_escapes_patient_data_too(tmp_path: Path) -> None:
+    """A reason's {evidence} placeholder (rules/README.md) escapes the labels as the evidence lines do."""
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO_ROOT / "rules", rules)
+    rule = rules / "rules" / "sciatica-guidance.yaml"
+    rule.write_text(rule.read_text().replace('text: "Active sciatica."', 'text: "Active sciatica: {evidence}."'))
+    edited = load_catalogue(rules)
+    evil = Evidence("Condition", "sci", "Sciatica [click](https://evil.example) <img src=x>", date(2024, 4, 1))
+    facts = patient_facts("sciatica", overrides={"sciatica": Fact("sciatica", True, (evil,))})
+    (finding,) = [f for f in evaluate(facts, edited, service_id="back-knee-care-guidance") if f.rule.id == "sciatica-guidance"]
+    detail = CardBuilder(edited).card(finding, base_url=BASE).detail or ""
+    (reason,) = [line for line in detail.splitlines() if line.startswith("- Active sciatica: ")]
+    assert reason == "- Active sciatica: Sciatica \\[click\\](https://evil.example) \\<img src=x\\>."
 
 
 def test_no_suggestions_without_a_usable_patient_id() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -64,12 +65,27 @@ def test_a_context_without_what_a_token_needs_makes_the_key_unobtainable(
 
 
 @pytest.mark.parametrize(
-    "patient_id",
+    ("template", "context", "message"),
+    [
+        ("Condition?patient={{context.patientId}}", lambda bad: {"patientId": bad}, "context.patientId is not a valid FHIR id"),
+        (
+            "PractitionerRole?practitioner={{userPractitionerId}}",
+            lambda bad: {"patientId": "1", "userId": f"Practitioner/{bad}"},
+            "context.userId must be a FHIR reference",
+        ),
+    ],
+    ids=["context.patientId", "userPractitionerId"],
+)
+@pytest.mark.parametrize(
+    "bad_id",
     ["123&_count=100000", "../../admin", "a b", "x/y", "%2e%2e", "1?x=1", "a" * 65, "ünï"],
 )
-def test_a_context_value_that_is_no_fhir_id_is_a_400_not_a_query(patient_id: str) -> None:
-    with pytest.raises(HookRequestError, match="context.patientId is not a valid FHIR id"):
-        render_template("Condition?patient={{context.patientId}}", {"patientId": patient_id})
+def test_a_context_value_that_is_no_fhir_id_is_a_400_not_a_query(
+    template: str, context: Callable[[str], dict[str, Any]], message: str, bad_id: str
+) -> None:
+    """A patient id, or the id part of a userId a user token fills, that is no FHIR id is refused, never put in a query."""
+    with pytest.raises(HookRequestError, match=message):
+        render_template(template, context(bad_id))
 
 
 def test_a_user_id_that_is_no_reference_is_a_400() -> None:

@@ -266,6 +266,21 @@ def test_a_recent_injury_must_be_active(definitions: FactDefinitions) -> None:
     assert facts.holds("injury_history")
 
 
+def test_an_inactive_condition_counts_for_nothing_beside_an_active_one_of_its_kind(definitions: FactDefinitions) -> None:
+    """An old active injury or back pain does not let a resolved recent one of the same kind meet a timing clause."""
+    facts = facts_of(
+        definitions,
+        condition("444448004", SNOMED, onset="2022-05-01", resource_id="old-mcl"),
+        condition("444448004", SNOMED, onset="2024-05-20", abatementDateTime="2024-05-25", resource_id="new-mcl"),
+        condition("W19.XXXA", ICD, onset="2024-01-10", clinical="resolved", resource_id="fall"),
+        condition(LOW_BACK_PAIN, onset="2015-01-01", resource_id="old-lbp"),
+        condition(LOW_BACK_PAIN, onset="2024-02-01", clinical="resolved", resource_id="new-lbp"),
+    )
+    assert not facts.holds("recent_knee_injury") and not facts.holds("back_pain_after_trauma")
+    assert [e.reference for e in facts.facts["knee_complaint"].evidence] == ["Condition/old-mcl"]
+    assert [e.reference for e in facts.facts["back_complaint"].evidence] == ["Condition/old-lbp"]
+
+
 def test_recent_back_injury_by_vertebral_fracture(definitions: FactDefinitions) -> None:
     fracture = condition("15724005", SNOMED, onset="2024-05-20", display="Fracture of vertebral column", resource_id="vf")
     fact = facts_of(definitions, fracture).facts["recent_back_injury"]
@@ -312,7 +327,7 @@ def test_trauma_includes_falls_fractures_and_injury_codes(definitions: FactDefin
 @pytest.mark.parametrize(("code", "system"), [("443165006", SNOMED), ("698754002", SNOMED), ("M80.08XA", ICD), ("64859006", SNOMED)])
 def test_osteoporotic_fractures_and_paralysis_are_not_trauma(definitions: FactDefinitions, code: str, system: str) -> None:
     facts = facts_of(definitions, condition(code, system, onset="2024-01-10"), condition(LOW_BACK_PAIN, onset="2024-02-01"))
-    assert not facts.holds("back_pain_after_trauma")
+    assert not facts.holds("recent_knee_injury") and not facts.holds("back_pain_after_trauma")
 
 
 def test_back_pain_after_trauma_needs_an_active_complaint_and_a_usable_trauma(definitions: FactDefinitions) -> None:

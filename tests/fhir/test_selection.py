@@ -6,7 +6,7 @@ from typing import Any
 
 from service.fhir import FactDefinitions, compute_facts
 from service.fhir.resources import flatten
-from tests.fhir.builders import ICD, TODAY, condition, facts_of, holding, patient, searchset
+from tests.fhir.builders import ICD, SNOMED, TODAY, condition, facts_of, holding, patient, searchset
 
 OA = "239873007"
 
@@ -116,3 +116,14 @@ def test_irrelevant_resources_are_never_validated(definitions: FactDefinitions) 
     broken_sinusitis = condition("36971009", onset="not a date")
     facts = facts_of(definitions, broken_encounter, broken_sinusitis, condition(OA))
     assert facts.skipped == () and facts.holds("knee_arthritis")
+
+
+def test_a_condition_coded_in_two_concepts_is_selected_whatever_the_coding_order(definitions: FactDefinitions) -> None:
+    """A Condition counts by all of its codings: a coding of another concept beside it does not drop it."""
+    knee_oa = {"system": SNOMED, "code": OA, "display": "Osteoarthritis of knee"}
+    general_oa = {"system": SNOMED, "code": "396275006", "display": "Osteoarthritis"}
+    for codings in ([knee_oa, general_oa], [general_oa, knee_oa]):
+        oa = condition(OA, resource_id="oa")
+        oa["code"] = {"coding": codings}
+        facts = facts_of(definitions, oa)
+        assert [e.reference for e in facts.facts["knee_arthritis"].evidence] == ["Condition/oa"], codings

@@ -83,3 +83,21 @@ async def test_one_address_still_gets_one_new_jku_per_interval(http: httpx.Async
         with pytest.raises(AuthFailure):
             await verifier.verify(f"Bearer {_forged(jwks_host)}", audiences=[DISCOVERY], caller=ATTACKER)
     assert sum(jwks_host.hits.values()) == 1
+
+
+async def test_a_forged_token_does_not_exempt_its_jku_from_the_limit(http: httpx.AsyncClient, jwks_host: JwksHost) -> None:
+    """Only a verified signature proves a jku: a forged token naming the real one leaves it rate-limited."""
+    real = make_key("ES384", kid="ehr-1")
+    jku = jwks_host.publish("/ehr/jwks.json", jwks_of(real))
+    verifier = _verifier(http, jwks_host, max_urls=4)
+    forged = sign(make_key("ES384", kid="ehr-1"), iss=ISS, aud=DISCOVERY, header={"jku": jku})  # the real kid and jku, another key
+    with pytest.raises(AuthFailure) as first:
+        await verifier.verify(f"Bearer {forged}", audiences=[DISCOVERY], caller=ATTACKER)
+    assert first.value.check == "signature"
+    for n in range(8):  # push the real jku out of the JWKS cache
+        with pytest.raises(AuthFailure):
+            await verifier.verify(f"Bearer {_forged(jwks_host)}", audiences=[DISCOVERY], caller=f"198.51.100.{n}")
+    with pytest.raises(AuthFailure) as again:
+        await verifier.verify(f"Bearer {forged}", audiences=[DISCOVERY], caller=ATTACKER)
+    assert again.value.check == "kid" and "rate-limited" in again.value.reason
+    assert jwks_host.hits_for("/ehr/jwks.json") == 1

@@ -82,6 +82,8 @@ NEGATIVES: list[tuple[str, Callable[[ClientKey], str], str]] = [
     ("untrusted iss", lambda k: sign(k, iss="https://intruder.example.org", aud=DISCOVERY), "iss"),
     ("wrong aud: another service", lambda k: sign(k, iss=ISS, aud=f"{BASE}{SERVICE}"), "aud"),
     ("wrong aud: another host", lambda k: sign(k, iss=ISS, aud="https://other.example.org/cds-services"), "aud"),
+    ("wrong aud: another port", lambda k: sign(k, iss=ISS, aud=f"{BASE}:8443/cds-services"), "aud"),
+    ("wrong aud: path in other case", lambda k: sign(k, iss=ISS, aud=f"{BASE}/CDS-Services"), "aud"),
     ("wrong aud: two values", lambda k: sign(k, iss=ISS, aud=[DISCOVERY, "https://other.example.org/cds-services"]), "aud"),
     ("expired", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=-120), "exp"),
     ("exp days ahead", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=3 * 86400), "exp"),

@@ -9,6 +9,8 @@ every row of the audit database, written by the time the app has shut down.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import sqlite3
 import uuid
@@ -63,6 +65,13 @@ def condition() -> dict[str, Any]:
 
 def searchset(*resources: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+
+def test_the_patient_hash_is_an_hmac_under_the_key() -> None:
+    """The stored patient hash depends on the key: an unkeyed SHA-256 of an id is reversed by enumeration."""
+    hash_a, hash_b = PatientHasher(b"a" * 32)(PATIENT_ID), PatientHasher(b"b" * 32)(PATIENT_ID)
+    assert hash_a != hash_b
+    assert hash_a == hmac.new(b"a" * 32, PATIENT_ID.encode(), hashlib.sha256).hexdigest()
 
 
 @pytest.fixture
@@ -145,8 +154,8 @@ def test_logs_and_database_hold_no_token_no_jwt_no_name_and_no_raw_patient_id(
     leaked = {name for name, secret in secrets.items() if secret in stored}
     assert not leaked, f"the database holds {sorted(leaked)}"
 
-    # The patient appears only as the keyed hash.
-    patient_hash = PatientHasher(PATIENT_KEY.encode())(PATIENT_ID)
+    # The patient appears only as the keyed hash (built here without PatientHasher, so an unkeyed hash fails).
+    patient_hash = hmac.new(PATIENT_KEY.encode(), PATIENT_ID.encode(), hashlib.sha256).hexdigest()
     hook_lines = [line for line in lines if line["event"] == "hook answered"]
     assert hook_lines and all(patient_hash.startswith(line["patient"]) for line in hook_lines)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from service.store import upgrade_database
+from service.store.replay import prune_expired
 from tests.security.conftest import DISCOVERY, ISS, SecureClient, bearer
 from tests.security.keys import ClientKey, jwks_of, sign
 from tests.support.scratch_postgres import postgres_admin_url, scratch_database
@@ -41,3 +44,16 @@ def test_each_token_is_accepted_by_exactly_one_replica(secure_client: SecureClie
         }
         statuses = {token: sorted(f.result().status_code for f in sent) for token, sent in futures.items()}
     assert all(codes == [200, 401, 401, 401] for codes in statuses.values()), statuses
+
+
+def test_a_jti_accepted_within_the_clock_skew_survives_the_prune(secure_client: SecureClient, es384_key: ClientKey, shared_database: str) -> None:
+    """A used jti is kept until exp plus the clock skew, the time its token is still accepted."""
+    clients = [{"iss": ISS, "jwks": jwks_of(es384_key)}]
+    token = sign(es384_key, iss=ISS, aud=DISCOVERY, issued_ago=60, lifetime=30)  # exp 30 s ago, inside the 60 s skew
+    with ExitStack() as stack:
+        first, second = (stack.enter_context(secure_client(clients, database_url=shared_database)) for _ in range(2))
+        assert first.get("/cds-services", headers=bearer(token)).status_code == 200
+        engine = sa.create_engine(shared_database)
+        prune_expired(engine, datetime.now(UTC))  # what each replica's maintenance runs every few minutes
+        engine.dispose()
+        assert second.get("/cds-services", headers=bearer(token)).status_code == 401

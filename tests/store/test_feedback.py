@@ -335,6 +335,14 @@ async def test_accepting_a_suggestion_suppresses_nothing(store: Store) -> None:
     assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
 
 
+async def test_an_accepted_card_with_a_suppressing_reason_suppresses_nothing(store: Store) -> None:
+    """Only an override suppresses: an accepted item that also carries a suppressing reason code does not."""
+    uuid = await issued(store)
+    [outcome] = await store.save_feedback([overridden(uuid, "already-addressed", outcome="accepted", accepted_suggestions=("s-1",))])
+    assert outcome.suppressed_rule is None
+    assert await store.suppressed_rules(PATIENT, OVERRIDDEN_AT.date()) == frozenset()
+
+
 async def test_the_suppressing_reasons_can_come_from_the_catalogue(migrated_url: str) -> None:
     policy = SuppressionPolicy(SUPPRESS_DAYS, frozenset({"not-relevant"}), REASON_SYSTEM)
     store = Store(migrated_url, retry_seconds=0.05, suppression_policy=policy)
