@@ -7,7 +7,7 @@ invalid relevant resource is skipped and listed in ``PatientFacts.skipped``.
 
 Time: "today" is an input, a UTC date. Data dated after it (an Observation, a Condition's onset)
 did not exist yet on the evaluation date and is not used, so ``--as-of`` evaluates the past; dates
-are as written, local to the clinic, so "after" means after ``latest_local_day(today)``.
+are as written, local to the clinic, so "after" means not yet due (``dates.When.due``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from service.fhir.dates import Moments, first_day, latest_local_day
+from service.fhir.dates import Moments, first_day
 from service.fhir.definitions import (
     AgeFactDefinition,
     BmiFactDefinition,
@@ -155,7 +155,7 @@ def compute_facts(
         record=record,
         # A Condition whose onset is after the evaluation date had not happened yet.
         conditions=sorted(
-            (c for c in conditions if c.onset is None or c.onset <= latest_local_day(today)), key=_newest_onset_first
+            (c for c in conditions if c.onset_due is None or c.onset_due <= today), key=_newest_onset_first
         ),
         family=family,
         measurements=_measurements(selection.observations, definitions, validator),

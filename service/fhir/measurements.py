@@ -18,7 +18,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
-from service.fhir.dates import latest_local_day
 from service.fhir.records import Measurement
 
 __all__ = ["BmiResult", "WeightGain", "determine_bmi", "newest_within", "weight_gain"]
@@ -61,10 +60,10 @@ def _first_valid(candidates: Iterable[Measurement], valid: _Valid) -> Measuremen
 
 
 def newest_within(
-    measurements: Sequence[Measurement], *, since: date, until: date, valid: _Valid
+    measurements: Sequence[Measurement], *, since: date, today: date, valid: _Valid
 ) -> Measurement | None:
-    """The newest valid measurement dated from ``since`` to ``until`` (inclusive)."""
-    in_window = [m for m in measurements if since <= m.when.day <= until]
+    """The newest valid measurement dated ``since`` or later that has happened by ``today``."""
+    in_window = [m for m in measurements if since <= m.when.day and m.when.due <= today]
     return _first_valid(_newest_first(in_window), valid) if in_window else None
 
 
@@ -78,12 +77,12 @@ def determine_bmi(
     valid: _Valid,
 ) -> BmiResult | None:
     """The patient's BMI on ``today``, or None when none can be determined."""
-    since, until = today - timedelta(days=window_days), latest_local_day(today)
-    measured = newest_within(bmis, since=since, until=until, valid=valid)
+    since = today - timedelta(days=window_days)
+    measured = newest_within(bmis, since=since, today=today, valid=valid)
     if measured is not None:
         return BmiResult(measured.value, "measured", (measured,))
-    weight = newest_within(weights, since=since, until=until, valid=valid)
-    height = newest_within(heights, since=since, until=until, valid=valid)
+    weight = newest_within(weights, since=since, today=today, valid=valid)
+    height = newest_within(heights, since=since, today=today, valid=valid)
     if weight is None or height is None:
         return None
     return BmiResult(weight.value / (height.value * height.value), "computed", (weight, height))
@@ -96,7 +95,7 @@ def weight_gain(
 
     None when there is no newest weight or no earlier weight in the window.
     """
-    known = [m for m in weights if m.when.day <= latest_local_day(today)]
+    known = [m for m in weights if m.when.due <= today]
     newest = _first_valid(_newest_first(known), valid)
     if newest is None:
         return None

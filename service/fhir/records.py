@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.fhir.codes import CodeMatcher
-from service.fhir.dates import Moments, When, add_age, birth_date, first_day, latest_local_day
+from service.fhir.dates import Moments, When, add_age, birth_date, day_when, first_day, parse_when
 from service.fhir.definitions import ObservationDefinition, Statuses
 from service.fhir.valuesets import Concept
 from service.fhir.model import Evidence
@@ -134,7 +134,8 @@ class ConditionRecord:
     labels: Mapping[str, str]  # concept -> label; its keys are the concepts it is coded as
     usable: bool
     active: bool
-    onset: date | None
+    onset: date | None  # as written
+    onset_due: date | None  # the first evaluation date it has happened on (``When.due``)
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
         return Evidence("Condition", self.resource_id, pick_label(self.labels, concepts), self.onset)
@@ -157,54 +158,55 @@ def read_condition(
     # codings) says nothing, as if absent. The usual coded status is decided by its codes alone.
     clinically_active = bool(codes & statuses.condition_active_clinical) if codes else not _states_anything(clinical)
     resource_id = resource.get("id")
+    onset = _onset(resource, birth)
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,
         labels=_labels(resource.get("code"), matcher, concepts),
         usable=usable,
         active=usable and clinically_active and not _abated(resource, today),
-        onset=_onset(resource, birth),
+        onset=onset.day if onset else None,
+        onset_due=onset.due if onset else None,
     )
 
 
-def _onset(resource: _Resource, birth: date | None) -> date | None:
+def _onset(resource: _Resource, birth: date | None) -> When | None:
     """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date, else recordedDate."""
-    onset = first_day(resource.get("onsetDateTime"))
+    onset = parse_when(resource.get("onsetDateTime"))
     if onset is not None:
         return onset
     period = resource.get("onsetPeriod")
     if isinstance(period, _JSON_OBJECT):
-        onset = first_day(period.get("start"))
+        onset = parse_when(period.get("start"))
         if onset is not None:
             return onset
     age = resource.get("onsetAge")
     if isinstance(age, _JSON_OBJECT) and birth is not None:
-        onset = add_age(birth, age)
-        if onset is not None:
-            return onset
-    return first_day(resource.get("recordedDate"))
+        reached = add_age(birth, age)
+        if reached is not None:
+            return day_when(reached)
+    return parse_when(resource.get("recordedDate"))
 
 
 def _abated(resource: _Resource, today: date) -> bool:
     """Any abatement[x]: a date on or before today, true, a string, an age, a started period.
 
     clinical-rules.md 1b: it makes a Condition not active whatever its clinicalStatus says.
-    "On or before today" as for every date: up to ``latest_local_day(today)``.
+    "On or before today" as for every date: from its ``When.due`` on.
     """
-    today = latest_local_day(today)
     for key, value in resource.items():
         if not key.startswith("abatement") or value is None:
             continue
         if key == "abatementDateTime":
-            day = first_day(value)
-            if day is None or day <= today:  # an unreadable date is still an abatement
+            when = parse_when(value)
+            if when is None or when.due <= today:  # an unreadable date is still an abatement
                 return True
         elif key == "abatementBoolean":
             if value is True:
                 return True
         elif key == "abatementPeriod":
             if isinstance(value, _JSON_OBJECT):
-                start, end = first_day(value.get("start")), first_day(value.get("end"))
-                if (start is not None and start <= today) or (start is None and end is not None and end <= today):
+                start, end = parse_when(value.get("start")), parse_when(value.get("end"))
+                if (start is not None and start.due <= today) or (start is None and end is not None and end.due <= today):
                     return True
         else:  # abatementString, abatementAge, abatementRange
             return True

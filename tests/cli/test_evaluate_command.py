@@ -194,6 +194,12 @@ def test_bad_options(capsys: pytest.CaptureFixture[str], chauncey: Path, argv: l
     assert code == 2 and err.startswith(expected) and err.count("\n") == 1
 
 
+def test_the_last_date_there_is_can_be_today(capsys: pytest.CaptureFixture[str], chauncey: Path) -> None:
+    """No fact counts a day past 'today' (an earlier draft of the east-of-UTC allowance overflowed)."""
+    code, out, err = run_cli(capsys, "evaluate", str(chauncey), "--as-of", "9999-12-31")
+    assert (code, err) == (0, "") and out
+
+
 def test_rules_check_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "rules", "check", str(REPO_ROOT / "rules"))
     assert (code, err) == (0, "")

@@ -180,6 +180,16 @@ def test_dates_written_today_east_of_utc_have_happened(definitions: FactDefiniti
     assert not facts_of(definitions, condition(KNEE_OA, abatementDateTime="2024-06-16")).holds("knee_arthritis")
 
 
+def test_a_time_with_an_offset_has_happened_once_its_utc_date_is_today(definitions: FactDefinitions) -> None:
+    """The extra day is for dates east of UTC; a time with an offset says when it is in UTC."""
+    assert facts_of(definitions, condition(ACL, onset="2024-06-16T09:00:00+10:00")).holds("recent_knee_injury")  # 06-15 23:00 UTC
+    assert not facts_of(definitions, condition(ACL, onset="2024-06-16T20:00:00-08:00")).holds("knee_complaint")  # 06-17 04:00 UTC
+    assert not facts_of(definitions, condition(ACL, onset="2024-06-16T01:00:00Z")).holds("knee_complaint")
+    # An abatement still to come west of UTC leaves the Condition active.
+    assert facts_of(definitions, condition(KNEE_OA, abatementDateTime="2024-06-16T09:00:00-05:00")).holds("knee_arthritis")
+    assert facts_of(definitions, condition(KNEE_OA, abatementPeriod={"start": "2024-06-16T09:00:00Z"})).holds("knee_arthritis")
+
+
 def test_an_onset_with_an_offset_and_no_seconds_is_read(definitions: FactDefinitions) -> None:
     facts = facts_of(definitions, condition(ACL, onset="2024-06-10T10:00+02:00"))
     assert facts.holds("recent_knee_injury") and facts.skipped == ()

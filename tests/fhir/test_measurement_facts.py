@@ -309,8 +309,11 @@ def test_weight_gain_across_units(definitions: FactDefinitions) -> None:
 def test_weights_after_today_are_not_used(definitions: FactDefinitions) -> None:
     facts = facts_of(definitions, weight(80, "2024-05-01"), weight(90, "2024-06-17"))
     assert not facts.holds("recent_weight_gain")
-    # Dated tomorrow: today in a clinic east of UTC.
+    # Dated tomorrow: today in a clinic east of UTC; a time with an offset is due on its UTC date.
     assert facts_of(definitions, weight(80, "2024-05-01"), weight(90, "2024-06-16")).holds("recent_weight_gain")
+    for later in ("2024-06-16T18:00:00-07:00", "2024-06-16T20:00:00Z"):
+        assert not facts_of(definitions, weight(80, "2024-05-01"), weight(90, later)).holds("recent_weight_gain"), later
+    assert facts_of(definitions, weight(80, "2024-05-01"), weight(90, "2024-06-16T08:00:00+09:00")).holds("recent_weight_gain")
 
 
 def test_weight_gain_uses_the_other_weight_codes(definitions: FactDefinitions) -> None:
