@@ -41,6 +41,14 @@ def _patient_hasher(settings: Settings) -> PatientHasher:
     """The hasher of ``CDS_PATIENT_KEY``, else of the key file; a short or unreadable key stops the start."""
     if settings.patient_key:
         source, key = "CDS_PATIENT_KEY", settings.patient_key.get_secret_value().encode()
+        if key != key.strip():
+            # Kept as given (the hashes already stored were made with it), but the key file is read
+            # stripped: a replica given the same secret as a file would hash every patient apart.
+            log.warning(
+                "CDS_PATIENT_KEY begins or ends with whitespace, which is part of the key; the key file is read "
+                "without it, so give every replica the key the same way",
+                extra={"fields": {"setting": "CDS_PATIENT_KEY"}},
+            )
     else:
         source = f"CDS_PATIENT_KEY_FILE {settings.patient_key_file}"
         try:

@@ -68,14 +68,12 @@ class Settings(BaseSettings):
 
     @field_validator("patient_key", mode="before")
     @classmethod
-    def _key_as_the_key_file_reads_it(cls, value: object) -> object:
-        # The key file is read stripped: the same secret with a trailing newline (a mounted secret)
-        # must hash alike from either source. Empty is a mistake (a secret that resolved to
-        # nothing), not "unset": each replica would quietly make its own key.
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                raise ValueError("is set but empty; unset it to use CDS_PATIENT_KEY_FILE, or give the key all replicas share")
+    def _not_empty(cls, value: object) -> object:
+        # Empty is a mistake (a secret that resolved to nothing), not "unset": each replica would
+        # quietly make its own key. The value is used as given, whitespace included: stored
+        # hashes were made with it (app.py warns when it has surrounding whitespace).
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is set but empty; unset it to use CDS_PATIENT_KEY_FILE, or give the key all replicas share")
         return value
 
     @field_validator("public_base_url")

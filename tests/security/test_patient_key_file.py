@@ -1,16 +1,18 @@
 """The patient-id key file: created once (0600), then read; starters racing on it all get the one key;
-the same key given in CDS_PATIENT_KEY instead."""
+a key in CDS_PATIENT_KEY used as given."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import stat
 from pathlib import Path
 
 import pytest
 
-from service.cli import load_settings
+from service.app import create_app
 from service.privacy import load_or_create_key
+from tests.conftest import SettingsFactory
 
 
 def test_the_key_is_created_private_and_then_read_back(tmp_path: Path) -> None:
@@ -43,15 +45,25 @@ def test_starters_racing_on_a_new_key_file_all_read_the_same_whole_key(tmp_path:
         assert got == {path.read_bytes()} and len(path.read_bytes()) == 64, f"round {round_number}: {got}"
 
 
-def test_one_secret_hashes_alike_from_the_environment_and_from_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Replicas must share one key: a mounted secret ends with a newline, and the file is read stripped."""
-    secret = "a-shared-secret-of-32-characters"
+def test_the_key_file_is_read_without_surrounding_whitespace(tmp_path: Path) -> None:
     key_file = tmp_path / "patient-key"
-    key_file.write_text(secret + "\n")
-    monkeypatch.setenv("CDS_PATIENT_KEY", secret + "\n")
-    from_environment = load_settings()
-    monkeypatch.delenv("CDS_PATIENT_KEY")
-    monkeypatch.setenv("CDS_PATIENT_KEY_FILE", str(key_file))
-    from_file = load_settings()
-    assert from_environment.patient_key is not None and from_file.patient_key is None
-    assert from_environment.patient_key.get_secret_value().encode() == load_or_create_key(key_file)
+    key_file.write_text("a-shared-secret-of-32-characters\n")  # written with echo, or a mounted secret
+    assert load_or_create_key(key_file) == b"a-shared-secret-of-32-characters"
+
+
+def test_a_key_in_the_environment_is_used_as_given_and_whitespace_around_it_is_warned_of(
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stripping it would change every stored patient hash of a deployment whose secret ends with a
+    newline (its suppressions silently lost); the warning says why replicas could still disagree."""
+    secret = "a-shared-secret-of-32-characters"
+    with caplog.at_level(logging.WARNING):
+        create_app(make_settings(patient_key=secret + "\n"))
+    assert [r.getMessage() for r in caplog.records if "CDS_PATIENT_KEY" in r.getMessage()] == [
+        "CDS_PATIENT_KEY begins or ends with whitespace, which is part of the key; the key file is read "
+        "without it, so give every replica the key the same way"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        create_app(make_settings(patient_key=secret))
+    assert not [r for r in caplog.records if "CDS_PATIENT_KEY" in r.getMessage()]
