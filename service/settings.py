@@ -63,8 +63,12 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
-        # logging takes level names in upper case only; `info` is what people type.
-        return value.strip().upper() if isinstance(value, str) else value
+        # logging takes level names in upper case only (`info` is what people type), and its
+        # aliases WARN and FATAL, which worked before the names were checked.
+        if not isinstance(value, str):
+            return value
+        name = value.strip().upper()
+        return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(name, name)
 
     @field_validator("patient_key", mode="before")
     @classmethod
