@@ -23,6 +23,7 @@ from service.logs import request_log_context
 __all__ = ["HOOK_ANSWERED", "REQUEST_ANSWERED", "RequestLogContextMiddleware"]
 
 log = logging.getLogger("service.access")
+failures = logging.getLogger("service.failures")  # the traceback of a request answered 500
 
 HOOK_ANSWERED = "hook answered"
 REQUEST_ANSWERED = "request answered"
@@ -51,12 +52,26 @@ class RequestLogContextMiddleware:
                 if not watch.started:
                     with contextlib.suppress(Exception):  # the client may be gone too
                         await _shutting_down(watch.send)
+            except Exception:
+                if watch.started:
+                    raise  # mid-answer: nothing else can be sent
+                # Answered here, not by Starlette's outermost handler, so that the 500 carries the
+                # request id for the client to quote; the traceback goes to this request's log line.
+                failures.exception("request failed")
+                with contextlib.suppress(Exception):
+                    await _failed(watch.send)
             finally:
                 if log.isEnabledFor(logging.INFO):
                     log.info(
                         HOOK_ANSWERED if "cards" in bound else REQUEST_ANSWERED,
                         extra={"fields": _request_line_fields(scope, watch.status, time.perf_counter() - started)},
                     )
+
+
+async def _failed(send: Send) -> None:
+    body = b'{"error": "the service failed on this request; the X-Request-ID header names it in the logs"}'
+    await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _shutting_down(send: Send) -> None:

@@ -89,9 +89,14 @@ def test_a_request_the_app_fails_on_is_logged_as_500(make_settings: SettingsFact
             raise RuntimeError("gatherer broke")
 
         app.state.cds.gatherer.gather = broken
-        assert client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH)).status_code == 500
+        response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH))
+    assert response.status_code == 500 and "failed on this request" in response.json()["error"]
     (line,) = [line for line in _request_lines(json_lines) if line["path"] == URL]
     assert line["event"] == "request answered" and line["status"] == 500
+    # The client can quote the request id; the traceback is in the log, on a line with that id.
+    (failure,) = [line for line in _lines(json_lines) if line["event"] == "request failed"]
+    assert response.headers["x-request-id"] == line["request_id"] == failure["request_id"]
+    assert "RuntimeError: gatherer broke" in failure["exception"] and failure["level"] == "error"
 
 
 def test_served_requests_have_one_line_each_and_no_uvicorn_access_line(tmp_path: Path) -> None:
