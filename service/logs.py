@@ -108,7 +108,13 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        # The fields (the request id first) go on the event's own line, and a traceback below it.
+        exc_info, exc_text, stack_info = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = exc_info, exc_text, stack_info
         fields = _line_fields(record)
         if fields:
             # repr() for text values keeps a client-chosen value from forging a second log line.
@@ -116,6 +122,10 @@ class TextFormatter(logging.Formatter):
                 f"{key}={value!r}" if isinstance(value, str) and not value.isprintable() else f"{key}={value}"
                 for key, value in fields.items()
             )
+        if exc_info:
+            line += "\n" + self.formatException(exc_info)
+        if stack_info:
+            line += "\n" + self.formatStack(stack_info)
         return line
 
 

@@ -17,6 +17,7 @@ from service.cdshooks.jwks import JwksCache
 from service.cdshooks.jwt_verifier import JwtVerifier, RememberJti
 from service.cdshooks.request_context import RequestLogContextMiddleware
 from service.cdshooks.trusted_clients import TrustedClient, load_trusted_clients
+from service.cdshooks.unanswered import UnansweredRequestMiddleware
 from service.settings import Settings
 
 __all__ = ["load_clients", "build_verifier", "log_security_posture", "install_security"]
@@ -79,9 +80,11 @@ def log_security_posture(settings: Settings, clients: dict[str, TrustedClient]) 
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
-    """Middleware, innermost first: JWT auth, then CORS around it (so 401s carry CORS headers), then the log context."""
+    """Middleware, innermost first: JWT auth; the answer to a request the app could not answer; CORS
+    around both (so 401s, 500s and 503s carry CORS headers); then the log context."""
     origins = parse_origins(settings.cors_origins)
     app.add_middleware(JwtAuthMiddleware)
+    app.add_middleware(UnansweredRequestMiddleware)
     if origins:
         app.add_middleware(CorsMiddleware, origins=origins)
     app.add_middleware(RequestLogContextMiddleware)

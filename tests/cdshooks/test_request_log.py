@@ -81,14 +81,17 @@ def test_errors_and_other_endpoints_get_their_line_too(make_settings: SettingsFa
     assert lines[1]["error"].startswith("service 'back-knee-risk-factors' does not serve hook 'order-sign'")
 
 
+def _break_the_gatherer(app: Any) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("gatherer broke")
+
+    app.state.cds.gatherer.gather = broken
+
+
 def test_a_request_the_app_fails_on_is_logged_as_500(make_settings: SettingsFactory, json_lines: io.StringIO) -> None:
     app = create_app(make_settings())
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
-
-        async def broken(*args: object, **kwargs: object) -> None:
-            raise RuntimeError("gatherer broke")
-
-        app.state.cds.gatherer.gather = broken
+        _break_the_gatherer(app)
         response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH))
     assert response.status_code == 500 and "failed on this request" in response.json()["error"]
     (line,) = [line for line in _request_lines(json_lines) if line["path"] == URL]
@@ -97,6 +100,32 @@ def test_a_request_the_app_fails_on_is_logged_as_500(make_settings: SettingsFact
     (failure,) = [line for line in _lines(json_lines) if line["event"] == "request failed"]
     assert response.headers["x-request-id"] == line["request_id"] == failure["request_id"]
     assert "RuntimeError: gatherer broke" in failure["exception"] and failure["level"] == "error"
+    assert line["error"] == response.json()["error"]
+
+
+def test_a_500_reaches_an_allowed_browser_origin(make_settings: SettingsFactory) -> None:
+    """Answered inside CORS: a browser client (the sandbox) reads the JSON 500, not a CORS failure."""
+    app = create_app(make_settings(auth="off", cors_origins=["https://ehr.example"]))
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
+        _break_the_gatherer(app)
+        response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH), headers={"Origin": "https://ehr.example"})
+    assert response.status_code == 500 and response.headers["access-control-allow-origin"] == "https://ehr.example"
+
+
+def test_in_text_format_the_request_id_is_on_the_failure_line_above_its_traceback(
+    make_settings: SettingsFactory, restore_logging: None
+) -> None:
+    stream = io.StringIO()
+    configure_logging("text", "INFO", stream=stream)
+    app = create_app(make_settings())
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
+        _break_the_gatherer(app)
+        request_id = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH)).headers["x-request-id"]
+    lines = stream.getvalue().splitlines()
+    (failed,) = [index for index, line in enumerate(lines) if "service.failures: request failed" in line]
+    assert f"request_id={request_id}" in lines[failed]
+    assert lines[failed + 1] == "Traceback (most recent call last):"
+    assert "RuntimeError: gatherer broke" in lines
 
 
 def test_served_requests_have_one_line_each_and_no_uvicorn_access_line(tmp_path: Path) -> None:
