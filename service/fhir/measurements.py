@@ -99,7 +99,10 @@ def weight_gain(
     newest = _first_valid(_newest_first(known), valid)
     if newest is None:
         return None
-    since = newest.when.day - timedelta(days=window_days)
+    try:
+        since = newest.when.day - timedelta(days=window_days)
+    except OverflowError:  # a placeholder date near year 1: the window reaches the calendar's start
+        since = date.min
     earlier = [m for m in known if m.when.instant < newest.when.instant and m.when.day >= since]
     # Lowest first; among equal values the newest, then by id (so input order never matters).
     earlier.sort(key=lambda m: (m.value, -m.when.instant.timestamp(), m.resource_id or ""))

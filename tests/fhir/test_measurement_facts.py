@@ -184,6 +184,12 @@ def test_a_ucum_code_of_another_system_is_not_a_unit(definitions: FactDefinition
     assert facts.skipped == ("Observation/w: valueQuantity has no UCUM unit; ignored, not guessed",)
 
 
+def test_weights_dated_near_year_one_are_compared_without_leaving_the_calendar(definitions: FactDefinitions) -> None:
+    """Placeholder dates such as 0001-03-01 occur in EHR data; the 365-day window before one left the calendar (a 500)."""
+    facts = facts_of(definitions, weight(80, "0001-01-01"), weight(90, "0001-03-01"))
+    assert facts.holds("recent_weight_gain") and facts.facts["recent_weight_gain"].values["gain_percent"] == 12.5
+
+
 def test_a_value_with_a_comparator_is_a_bound_not_a_reading(definitions: FactDefinitions) -> None:
     """A BMI "<25" says it is under 25: read as 25 it made excess weight hold, and the card said 25."""
     bound = bmi(25, "2024-05-01", resource_id="b")
