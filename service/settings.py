@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     trusted_clients_file: Path | None = None
     public_base_url: str | None = None
     fhir_server_allowlist: CommaList = Field(default_factory=list)
-    fhir_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    fhir_timeout_seconds: float = Field(default=2.0, gt=0, le=60, allow_inf_nan=False)
     fhir_page_limit: int = Field(default=10, ge=1, le=1000)
     cors_origins: CommaList = Field(default_factory=list)
     rules_dir: Path = DEFAULT_RULES_DIR
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     audit_queue_size: int = Field(default=10_000, ge=1)
     # Bounded both ways: a tiny value spins a CPU while the database is down, and a huge one (inf)
     # leaves audit records waiting for a retry that never comes.
-    database_retry_seconds: float = Field(default=1.0, ge=0.05, le=300)
+    database_retry_seconds: float = Field(default=1.0, ge=0.05, le=300, allow_inf_nan=False)
     # Apply Alembic migrations once the database answers (the container sets it; `make run` runs `db upgrade`).
     migrate_on_start: bool = False
 
@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("rules_dir", mode="before")
+    @classmethod
+    def _rules_dir_named(cls, value: object) -> object:
+        # An empty value is Path("."): the catalogue would be looked for in the working directory.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is set but empty; unset it to use the catalogue shipped in rules/")
         return value
 
     @field_validator("log_level", mode="before")
