@@ -83,6 +83,8 @@ class CorsMiddleware:
                 response_headers = MutableHeaders(scope=message)
                 if allow is not None:
                     response_headers["Access-Control-Allow-Origin"] = allow
+                    # Else a browser client cannot read the id it would quote (request_context.py).
+                    response_headers["Access-Control-Expose-Headers"] = "X-Request-ID"
                 if not self.any_origin:
                     response_headers.add_vary_header("Origin")
             await send(message)

@@ -49,6 +49,13 @@ def test_an_origin_configured_with_its_default_port_matches_what_browsers_send(
     assert response.status_code == 204 and response.headers["access-control-allow-origin"] == sent
 
 
+def test_a_browser_client_may_read_the_request_id(secure_client: SecureClient, es384_key: ClientKey) -> None:
+    with secure_client([{"iss": ISS, "jwks": jwks_of(es384_key)}], cors_origins=ORIGINS) as client:
+        response = client.get("/cds-services", headers={"Origin": SANDBOX})
+    assert response.status_code == 401 and response.headers["access-control-expose-headers"] == "X-Request-ID"
+    assert response.headers["x-request-id"]
+
+
 def test_preflight_from_a_disallowed_origin_gets_no_allow_origin(secure_client: SecureClient, es384_key: ClientKey) -> None:
     with secure_client([{"iss": ISS, "jwks": jwks_of(es384_key)}], cors_origins=ORIGINS) as client:
         for origin in ("https://evil.example.org", "https://sandbox.cds-hooks.org.evil.example", "null", "http://sandbox.cds-hooks.org"):
