@@ -9,7 +9,7 @@ import pytest
 
 import service.store.store as store_module
 from service.store.suppression_cache import SuppressionCache
-from tests.store.test_feedback import OVERRIDDEN_AT, PATIENT, feedback_store, issued, overridden
+from tests.store.feedback_helpers import OVERRIDDEN_AT, PATIENT, feedback_store, issued, overridden
 
 DAY = date(2026, 3, 10)
 
