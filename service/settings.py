@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "settings_from_env", "settings_without_environment", "DEFAULT_RULES_DIR"]
@@ -19,6 +19,11 @@ __all__ = ["Settings", "settings_from_env", "settings_without_environment", "DEF
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
 CommaList = Annotated[list[str], NoDecode]
+# What an empty variable should have been instead.
+_UNSET_INSTEAD = {
+    "rules_dir": "unset it to use the catalogue shipped in rules/",
+    "patient_key": "unset it to use CDS_PATIENT_KEY_FILE, or give the key all replicas share",
+}
 
 
 class Settings(BaseSettings):
@@ -60,12 +65,15 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("rules_dir", mode="before")
+    @field_validator("rules_dir", "patient_key", mode="before")
     @classmethod
-    def _rules_dir_named(cls, value: object) -> object:
-        # An empty value is Path("."): the catalogue would be looked for in the working directory.
+    def _set_but_empty(cls, value: object, info: ValidationInfo) -> object:
+        # Empty is a mistake (a value that resolved to nothing), not "unset": an empty rules dir is
+        # Path(".") (the working directory), and without a key each replica would quietly make its
+        # own. A key is used as given, whitespace included: stored hashes were made with it (app.py
+        # warns when it has surrounding whitespace).
         if isinstance(value, str) and not value.strip():
-            raise ValueError("is set but empty; unset it to use the catalogue shipped in rules/")
+            raise ValueError(f"is set but empty; {_UNSET_INSTEAD[info.field_name or '']}")
         return value
 
     @field_validator("log_level", mode="before")
@@ -77,16 +85,6 @@ class Settings(BaseSettings):
             return value
         name = value.strip().upper()
         return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(name, name)
-
-    @field_validator("patient_key", mode="before")
-    @classmethod
-    def _not_empty(cls, value: object) -> object:
-        # Empty is a mistake (a secret that resolved to nothing), not "unset": each replica would
-        # quietly make its own key. The value is used as given, whitespace included: stored
-        # hashes were made with it (app.py warns when it has surrounding whitespace).
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("is set but empty; unset it to use CDS_PATIENT_KEY_FILE, or give the key all replicas share")
-        return value
 
     @field_validator("public_base_url")
     @classmethod
