@@ -12,7 +12,7 @@ from service.store.errors import DatabaseUnreachable, FeedbackMismatch, Migratio
 from service.store.migrate import upgrade_database, wait_for_database
 from service.store.records import FeedbackOutcome, FeedbackRecord, InvocationRecord, IssuedCard
 from service.store.store import Store
-from service.store.suppressions import SUPPRESSES_NOTHING, SuppressionPolicy
+from service.store.suppressions import SuppressionPolicy
 
 __all__ = [
     "Store",
@@ -21,7 +21,6 @@ __all__ = [
     "FeedbackMismatch",
     "MigrationError",
     "describe_url",
-    "SUPPRESSES_NOTHING",
     "SuppressionPolicy",
     "FeedbackOutcome",
     "FeedbackRecord",

@@ -116,7 +116,7 @@ class AuditQueue:
 
 
 def write_invocations(
-    engine: Engine, records: Sequence[InvocationRecord], policy: SuppressionPolicy | None = None, *, after_failure: bool = False
+    engine: Engine, records: Sequence[InvocationRecord], policy: SuppressionPolicy = SUPPRESSES_NOTHING, *, after_failure: bool = False
 ) -> None:
     """Insert invocations and their cards in one transaction (a card uuid already stored is kept).
 
@@ -155,7 +155,7 @@ def write_invocations(
             connection.execute(insert_or_skip(connection, _CARD, ["uuid"]), cards)
             services = {invocation_id: clean_text(record.service_id) for record, invocation_id in zip(records, ids, strict=True)}
             written = {card["uuid"]: PendingCard(services[card["invocation_id"]], card["rule_id"], card["patient_hash"]) for card in cards}
-            apply_late_feedback(connection, written, policy or SUPPRESSES_NOTHING)
+            apply_late_feedback(connection, written, policy)
 
 
 def _not_yet_written(connection: sa.Connection, records: Sequence[InvocationRecord]) -> list[InvocationRecord]:
@@ -206,7 +206,7 @@ class AuditWriter:
         *,
         retry_seconds: float,
         linger_seconds: float = AUDIT_LINGER_SECONDS,
-        policy: SuppressionPolicy | None = None,
+        policy: SuppressionPolicy = SUPPRESSES_NOTHING,
     ) -> None:
         self._queue = queue
         self._policy = policy

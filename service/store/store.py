@@ -64,7 +64,7 @@ class Store:
         close_timeout_seconds: float = 5.0,
         connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
         suppression_cache_seconds: float = SUPPRESSION_CACHE_SECONDS,
-        suppression_policy: SuppressionPolicy | None = None,
+        suppression_policy: SuppressionPolicy = SUPPRESSES_NOTHING,
     ) -> None:
         self.database_url = database_url
         self._retry_seconds = retry_seconds
@@ -78,7 +78,7 @@ class Store:
         self._queue = AuditQueue(queue_size, batch_size=batch_size, on_lost=on_audit_lost)
         # What feedback suppresses (the catalogue's): on arrival, and when feedback stored before its
         # card's audit record (by another replica, or during an outage) meets the card.
-        self._suppression_policy = suppression_policy or SUPPRESSES_NOTHING
+        self._suppression_policy = suppression_policy
         self._reconcile_after: int | None = None  # feedback ids up to this were read twice already
         self._reconcile_seen: int | None = None
         self._writer = AuditWriter(self._queue, self._database, retry_seconds=retry_seconds, policy=self._suppression_policy)
