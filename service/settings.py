@@ -1,7 +1,8 @@
 """The one configuration object, read from ``CDS_*`` environment variables.
 
 Built once (by the CLI, or :func:`settings_from_env` for uvicorn's factory mode) and passed
-to :func:`service.app.create_app`; nothing else in the service reads ``os.environ``.
+to :func:`service.app.create_app`; nothing else in the service reads a ``CDS_*`` variable.
+(``outbound_tls`` reads OpenSSL's own ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``, as httpx would.)
 """
 
 from __future__ import annotations

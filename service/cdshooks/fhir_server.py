@@ -20,10 +20,10 @@ from urllib.parse import urljoin
 import httpx
 import orjson
 
-from service.cdshooks.json_depth import nesting_exceeds
 from service.cdshooks.bundles import bundle_entries, is_bundle, merge_pages, next_link
 from service.cdshooks.capped_body import ACCEPT_ENCODING, BodyRefused, BodyTooLarge, ByteBudget, read_capped
 from service.cdshooks.fhir_allowlist import ServerUrl, UrlRefused, parse_server_url
+from service.cdshooks.json_depth import nesting_exceeds
 from service.metrics import Metrics
 
 __all__ = ["FETCHES_PER_SERVER", "FetchSlots", "FhirServerError", "FhirServerSession", "ResourceBudget"]

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 
 from service.cdshooks.bundles import count_resources
+from service.cdshooks.capped_body import ByteBudget
 from service.cdshooks.errors import PayloadTooLarge, PrefetchUnavailable
 from service.cdshooks.fhir_allowlist import ServerAllowlist, ServerUrl, UrlRefused, parse_server_url
-from service.cdshooks.capped_body import ByteBudget
 from service.cdshooks.fhir_server import FetchSlots, FhirServerError, FhirServerSession, ResourceBudget
 from service.cdshooks.models import HookRequest
 from service.cdshooks.prefetch import TemplateError, classify_prefetch, render_template

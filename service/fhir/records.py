@@ -17,9 +17,9 @@ from typing import Any
 from service.fhir.codes import CodeMatcher
 from service.fhir.dates import Moments, When, add_age, birth_date, day_when, first_day, parse_when
 from service.fhir.definitions import ObservationDefinition, Statuses
-from service.fhir.valuesets import Concept
 from service.fhir.model import Evidence
 from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, shown
+from service.fhir.valuesets import Concept
 
 __all__ = [
     "ConditionRecord",
