@@ -118,12 +118,28 @@ def current_revision(connection: sa.Connection) -> str | None:
 
 @contextmanager
 def migration_lock(connection: sa.Connection) -> Iterator[None]:
-    """Hold a lock that serialises migrations across processes and hosts.
+    """Hold a lock that serialises migrations across processes and hosts, and commit what was
+    migrated before letting go of it.
 
     PostgreSQL: a session advisory lock on this connection (replicas starting together queue
     here; each then finds the schema current and does nothing). SQLite: an exclusive lock on
     a file next to the database (all users of a SQLite file share one host).
+
+    The commit is made here, inside the lock: Alembic leaves it to the caller when the connection
+    was already in a transaction (a revision read first), and a commit after the unlock let the
+    next replica in before it, to create ``alembic_version`` a second time.
     """
+    with _cross_process_lock(connection):
+        try:
+            yield
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+
+@contextmanager
+def _cross_process_lock(connection: sa.Connection) -> Iterator[None]:
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
         connection.commit()  # the lock is the session's; no transaction stays open around Alembic

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 
 from service.store import upgrade_database
 from service.store.database import make_engine
-from service.store.migrate import alembic_config, load_schema_info
+from service.store.migrate import alembic_config, load_schema_info, migration_lock
 from service.store.tables import metadata
 from tests.store.helpers import ScratchPostgres, rows
 
@@ -221,3 +222,33 @@ def test_0003_ids_go_past_32_bits_with_rows_kept(database_url: str) -> None:
     assert invocation > 2**31
     assert rows(database_url, "SELECT jti FROM seen_jwt") == [("kept",)]
     assert rows(database_url, "SELECT invocation_id FROM card_issued") == [(invocation,)]
+
+
+def test_what_is_migrated_is_committed_before_the_lock_is_let_go(scratch_postgres: ScratchPostgres) -> None:
+    """The next process to take the lock must find the schema as migrated. Alembic leaves the commit
+    to the caller when the connection is already in a transaction (upgrade_database reads the
+    revision first); committed after the unlock, a second replica slipped in before the commit and
+    created alembic_version again (a unique violation on pg_type, about 1 run in 15). Here every
+    commit of the migrating connection is slowed, so a waiter that gets in before it sees nothing."""
+    url = scratch_postgres.create(scratch_postgres.new_name())
+    engine = make_engine(url, for_migrations=True)
+    waiter = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    seen: list[bool] = []
+
+    def next_in_line() -> None:
+        with waiter.connect() as connection, migration_lock(connection):
+            seen.append(sa.inspect(connection).has_table("migrated_here"))
+
+    try:
+        with engine.connect() as connection:
+            sa.event.listen(connection, "commit", lambda _: time.sleep(0.3))
+            connection.execute(sa.text("SELECT 1"))  # a transaction open before the lock, as upgrade_database's
+            with migration_lock(connection):
+                waiting = threading.Thread(target=next_in_line)
+                waiting.start()
+                connection.execute(sa.text("CREATE TABLE migrated_here (id INTEGER)"))
+            waiting.join(timeout=30)
+        assert seen == [True]
+    finally:
+        engine.dispose()
+        waiter.dispose()
