@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,11 +27,21 @@ from service.cdshooks.models import HookRequest
 from service.cdshooks.prefetch import TemplateError, classify_prefetch, render_template
 from service.metrics import Metrics
 
-__all__ = ["Gatherer"]
+__all__ = ["Gathered", "Gatherer"]
 
 log = logging.getLogger("service.cdshooks.gathering")
 
 _ABANDONED = "fetching was abandoned when another key failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """What a call's rules read: ``values``, every declared prefetch key -> a resource, a searchset
+    Bundle, or None (no data); ``resources``, how many resources the call brought (sent, undeclared
+    keys included, and fetched), which tells how long reading them may take."""
+
+    values: dict[str, Any]
+    resources: int
 
 
 class Gatherer:
@@ -61,7 +72,7 @@ class Gatherer:
         self._max_depth = max_depth
         self._slots = FetchSlots()
 
-    async def gather(self, request: HookRequest, templates: Mapping[str, str]) -> dict[str, Any]:
+    async def gather(self, request: HookRequest, templates: Mapping[str, str]) -> Gathered:
         """Every declared prefetch key -> a resource, a searchset Bundle, or None (no data).
 
         Raises ``PayloadTooLarge`` (413) when the prefetch holds more than
@@ -77,7 +88,7 @@ class Gatherer:
             )
         report = classify_prefetch(prefetch, templates)
         if not report.missing and not report.paged:
-            return dict(report.present)
+            return Gathered(dict(report.present), sent)
         access = self._access(request)
         if isinstance(access, str):
             if report.missing:
@@ -86,7 +97,7 @@ class Gatherer:
                 "paginated prefetch used as sent (first page only)",
                 extra={"fields": {"hookInstance": request.hookInstance, "keys": list(report.paged), "reason": access}},
             )
-            return dict(report.present)
+            return Gathered(dict(report.present), sent)
 
         queries: dict[str, str] = {}
         unrenderable: dict[str, str] = {}
@@ -134,7 +145,7 @@ class Gatherer:
             states = {**report.missing, **{key: "has more pages" for key in report.paged}}
             raise self._unavailable(request, failures, states)
         gathered = {**report.present, **fetched}
-        return {key: gathered[key] for key in templates}
+        return Gathered({key: gathered[key] for key in templates}, session.resources.used)
 
     def _access(self, request: HookRequest) -> tuple[ServerUrl, str] | str:
         """The request's fhirServer and token when the service may call it, else why not (for the 412)."""

@@ -82,7 +82,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     patient_hash = state.hasher(patient_id)
     today = received_at.date()
     facts = patient_facts(
-        [value for value in gathered.values() if isinstance(value, dict)],
+        [value for value in gathered.values.values() if isinstance(value, dict)],
         catalogue=state.catalogue,
         service_id=service_id,
         patient_id=patient_id,

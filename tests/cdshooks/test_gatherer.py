@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from service.cdshooks.errors import PayloadTooLarge, PrefetchUnavailable
-from service.cdshooks.gathering import Gatherer
+from service.cdshooks.gathering import Gathered, Gatherer
 from service.cdshooks.models import HookRequest
 from service.metrics import Metrics
 from tests.support.fhir_server import FhirTestServer
@@ -82,7 +82,7 @@ def expected_ids(fhir_server: FhirTestServer, kind: str, patient_id: str, codes:
 
 async def test_every_missing_key_is_fetched_with_its_data(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
     kozey = fhir_server.data.patient_id("Kozey")
-    gathered = await make_gatherer().gather(request(fhir_server, kozey), TEMPLATES)
+    gathered = (await make_gatherer().gather(request(fhir_server, kozey), TEMPLATES)).values
     assert list(gathered) == list(TEMPLATES)
     assert gathered["patient"] is not None and gathered["patient"]["id"] == kozey
     assert ids(gathered["conditions"]) == expected_ids(fhir_server, "Condition", kozey) != []
@@ -96,7 +96,7 @@ async def test_every_missing_key_is_fetched_with_its_data(fhir_server: FhirTestS
 async def test_pages_are_merged_into_one_searchset(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
     kozey = fhir_server.data.patient_id("Kozey")
     fhir_server.behave(page_size=2, only_types={"Condition"})
-    gathered = await make_gatherer().gather(request(fhir_server, kozey, prefetch={"patient": None}), TEMPLATES)
+    gathered = (await make_gatherer().gather(request(fhir_server, kozey, prefetch={"patient": None}), TEMPLATES)).values
     conditions = gathered["conditions"]
     assert ids(conditions) == expected_ids(fhir_server, "Condition", kozey)
     assert conditions is not None and conditions["type"] == "searchset" and "link" not in conditions
@@ -117,14 +117,14 @@ async def test_a_paginated_prefetch_bundle_is_completed_from_the_server(
         "entry": [{"resource": resource} for resource in conditions[:2]],
     }
     prefetch = {"patient": {"resourceType": "Patient", "id": kozey}, "conditions": first_page, "observations": None, "familyHistory": None}
-    gathered = await make_gatherer().gather(request(fhir_server, kozey, prefetch=prefetch), TEMPLATES)
+    gathered = (await make_gatherer().gather(request(fhir_server, kozey, prefetch=prefetch), TEMPLATES)).values
     assert ids(gathered["conditions"]) == sorted(r["id"] for r in conditions)
     assert [r.params["_offset"] for r in fhir_server.requests] == [["2"], ["5"]]
     assert all(r.authorization == f"Bearer {TOKEN}" for r in fhir_server.requests)
 
 
 async def test_a_read_answered_404_is_no_data(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
-    gathered = await make_gatherer().gather(request(fhir_server, "no-such-patient"), TEMPLATES)
+    gathered = (await make_gatherer().gather(request(fhir_server, "no-such-patient"), TEMPLATES)).values
     assert gathered["patient"] is None
     assert ids(gathered["conditions"]) == []
 
@@ -199,8 +199,25 @@ async def test_an_oversized_page_is_refused(fhir_server: FhirTestServer, make_ga
 
 async def test_complete_prefetch_never_contacts_the_server(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
     prefetch = {key: None for key in TEMPLATES}
-    assert await make_gatherer().gather(request(fhir_server, "example", prefetch=prefetch), TEMPLATES) == prefetch
+    assert await make_gatherer().gather(request(fhir_server, "example", prefetch=prefetch), TEMPLATES) == Gathered(prefetch, 0)
     assert fhir_server.requests == []
+
+
+async def test_the_resources_a_call_brought_are_counted_sent_and_fetched(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
+    """The count decides whether the call's facts are computed off the event loop (routes.py)."""
+    kozey = fhir_server.data.patient_id("Kozey")
+    conditions = fhir_server.data.search("Condition", kozey)
+    sent = {
+        "patient": {"resourceType": "Patient", "id": kozey},
+        "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in conditions]},
+        "familyHistory": None,
+        "undeclared": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in conditions[:2]]},
+    }
+    complete = await make_gatherer().gather(request(fhir_server, kozey, prefetch={**sent, "observations": None}), TEMPLATES)
+    assert complete.resources == 1 + len(conditions) + 2 and fhir_server.requests == []
+    completed = await make_gatherer().gather(request(fhir_server, kozey, prefetch=sent), TEMPLATES)
+    observations = completed.values["observations"]["entry"]
+    assert observations and completed.resources == complete.resources + len(observations)
 
 
 async def test_fetch_outcomes_are_counted(fhir_server: FhirTestServer, make_gatherer: GathererFactory) -> None:
