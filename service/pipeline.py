@@ -19,7 +19,7 @@ from service.cards import CardBuilder, UuidFactory, new_uuid
 from service.cdshooks.models import Card
 from service.engine.catalogue import Catalogue
 from service.engine.evaluate import evaluate
-from service.fhir import PatientFacts, ValidationMemo, compute_facts
+from service.fhir import PatientFacts, ValidationMemo, WorkerThreadMemo, compute_facts
 from service.privacy import stored_reference
 from service.store.records import IssuedCard
 
@@ -65,7 +65,7 @@ def patient_facts(
     service_id: str,
     patient_id: str | None,
     today: date,
-    memo: ValidationMemo | None = None,
+    memo: ValidationMemo | WorkerThreadMemo | None = None,
 ) -> PatientFacts:
     """The facts one service's rules read, about one patient: the part of the path that reads the FHIR data."""
     definitions = catalogue.fact_definitions_for(service_id)

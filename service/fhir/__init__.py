@@ -13,7 +13,7 @@ The two entry points the rest of the service calls (signatures kept stable):
     evidence: all of ``facts.yaml``, or the few one service reads (``FactDefinitions.only``).
     Invalid relevant resources are skipped and listed in ``skipped``; it never raises on bad FHIR.
     ``memo``: a ``ValidationMemo`` kept across calls (validation outcomes by resource content),
-    or None to validate afresh.
+    its ``for_worker_thread()`` view when computed off the event loop, or None to validate afresh.
 
 ``load_models() -> int``
     Loads the ``fhir.resources.R4B`` classes validation can reach, which that library otherwise
@@ -23,6 +23,6 @@ The two entry points the rest of the service calls (signatures kept stable):
 from service.fhir.definitions import FactDefinitions, load_fact_definitions
 from service.fhir.facts import compute_facts
 from service.fhir.model import Evidence, Fact, PatientFacts
-from service.fhir.validation import ValidationMemo, load_models
+from service.fhir.validation import ValidationMemo, WorkerThreadMemo, load_models
 
-__all__ = ["Evidence", "Fact", "FactDefinitions", "PatientFacts", "ValidationMemo", "compute_facts", "load_fact_definitions", "load_models"]
+__all__ = ["Evidence", "Fact", "FactDefinitions", "PatientFacts", "ValidationMemo", "WorkerThreadMemo", "compute_facts", "load_fact_definitions", "load_models"]

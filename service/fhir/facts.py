@@ -45,7 +45,7 @@ from service.fhir.records import (
 )
 from service.fhir.resources import select_resources
 from service.fhir.units import shown
-from service.fhir.validation import ResourceValidator, ValidationMemo
+from service.fhir.validation import ResourceValidator, ValidationMemo, WorkerThreadMemo
 
 __all__ = ["compute_facts"]
 
@@ -109,7 +109,7 @@ def compute_facts(
     patient_id: str | None,
     today: date,
     definitions: FactDefinitions,
-    memo: ValidationMemo | None = None,
+    memo: ValidationMemo | WorkerThreadMemo | None = None,
 ) -> PatientFacts:
     """Every fact of ``definitions`` about one patient on ``today``.
 

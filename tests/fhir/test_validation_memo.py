@@ -97,3 +97,21 @@ def test_a_valid_resource_skipped_for_its_content_gets_a_short_line_too(definiti
     """Valid FHIR, unusable here: an unknown unit is quoted in the reason, and a client may send 1 MB of it."""
     facts = _facts(definitions, ValidationMemo(100), observation("29463-7", 70, "x" * 1_000_000, when=TODAY.isoformat()))
     assert len(facts.skipped) == 1 and len(facts.skipped[0]) <= 500
+
+
+def test_a_worker_thread_reads_the_memo_and_hands_back_what_it_learnt() -> None:
+    """A large call's facts are computed in a worker thread: it reads the memo without changing it
+    (two threads evicting from one memo ended in KeyErrors), and the loop's thread adds what it
+    learnt afterwards."""
+    memo = ValidationMemo(100)
+    known, new = condition(OA, resource_id="known"), condition(OA, onset="yesterday", resource_id="new")
+    assert memo.why_invalid(known) is None
+    view = memo.for_worker_thread()
+    assert view.why_invalid(copy.deepcopy(known)) is None  # from the memo
+    why = view.why_invalid(new)
+    assert why is not None and why.startswith("Condition/new: not valid FHIR R4")
+    assert view.why_invalid(copy.deepcopy(new)) == why  # from what it learnt
+    assert (view.hits, view.misses, len(memo)) == (2, 1, 1)
+    memo.remember(view)
+    assert (memo.hits, memo.misses, len(memo)) == (2, 2, 2)
+    assert memo.why_invalid(copy.deepcopy(new)) == why and memo.hits == 3
