@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+
+import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.cdshooks.routes import FACTS_OFF_LOOP_RESOURCES
 from tests.conftest import REPO_ROOT, SettingsFactory
 
 EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
@@ -24,19 +27,27 @@ def _sample(metrics: str, name: str) -> float:
     return float(match.group(1))
 
 
-def _call(client: TestClient) -> dict[str, object]:
-    response = client.post(f"/cds-services/{SERVICE}", json={**EXAMPLE, "hookInstance": str(uuid.uuid4())})
+def _call(client: TestClient, *, padding: int = 0) -> dict[str, object]:
+    """The example call; with ``padding``, as many more resources under a key no template declares."""
+    body = {**EXAMPLE, "hookInstance": str(uuid.uuid4())}
+    if padding:
+        entries = [{"resource": {"resourceType": "Basic", "id": f"pad-{number}"}} for number in range(padding)]
+        body["prefetch"] = {**EXAMPLE["prefetch"], "padding": {"resourceType": "Bundle", "type": "searchset", "entry": entries}}
+    response = client.post(f"/cds-services/{SERVICE}", json=body)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_a_repeated_prefetch_is_answered_from_the_memo(client: TestClient) -> None:
-    first = _call(client)
+@pytest.mark.parametrize("padding", [0, FACTS_OFF_LOOP_RESOURCES], ids=["on-the-loop", "in-a-worker-thread"])
+def test_a_repeated_prefetch_is_answered_from_the_memo(client: TestClient, padding: int) -> None:
+    """Also when the calls bring enough resources to be computed in a worker thread: what such a
+    call learnt is remembered once it is done, and its lookups are counted."""
+    first = _call(client, padding=padding)
     metrics = client.get("/metrics").text
     misses = _sample(metrics, 'cds_validation_cache_lookups_total{result="miss"}')
     assert misses > 0 and _sample(metrics, 'cds_validation_cache_lookups_total{result="hit"}') == 0
     assert _sample(metrics, "cds_validation_cache_entries") == misses
-    second = _call(client)
+    second = _call(client, padding=padding)
     metrics = client.get("/metrics").text
     assert _sample(metrics, 'cds_validation_cache_lookups_total{result="hit"}') == misses
     assert _sample(metrics, 'cds_validation_cache_lookups_total{result="miss"}') == misses
