@@ -38,6 +38,11 @@ _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Characters that could start emphasis, code, links, HTML or tables inside a line of markdown.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 UNKNOWN_VALUE = "unknown"
+# Evidence listed per fact on a card, in the fact's order (a kind's newest Conditions first); the
+# rest are counted. A chart can hold dozens of Conditions of one kind (an encounter diagnosis per
+# visit), and a card listing them all is hard to read: 12,000 made a 3 MB answer. A suggestion's
+# reasonReference points at the listed ones. The audit record keeps every one.
+EVIDENCE_LISTED = 5
 
 UuidFactory = Callable[[], str]
 
@@ -155,12 +160,21 @@ def _reason_values(
     values: dict[str, str] = {}
     for name in template.placeholders:
         if name == EVIDENCE_PLACEHOLDER:
-            values[name] = "; ".join(escape(item.label) for item in fact.evidence) or UNKNOWN_VALUE
+            values[name] = _listed_labels(fact.evidence, escape) or UNKNOWN_VALUE
         elif name in fact.values:
             values[name] = escape(format_value(fact.values[name]))
         elif name in parameters:
             values[name] = parameters[name]
     return values
+
+
+def _listed_labels(evidence: tuple[Evidence, ...], escape: Callable[[str], str]) -> str:
+    labels = "; ".join(escape(item.label) for item in evidence[:EVIDENCE_LISTED])
+    return f"{labels}; {_more(evidence)}" if len(evidence) > EVIDENCE_LISTED else labels
+
+
+def _more(evidence: tuple[Evidence, ...]) -> str:
+    return f"and {len(evidence) - EVIDENCE_LISTED:,} more, not listed"
 
 
 _NO_VALUES: Mapping[str, str] = MappingProxyType({})
@@ -195,8 +209,11 @@ def _detail(finding: Finding, parts: _RuleParts) -> str:
             lines.append(_reason_line(text.render(_reason_values(item, text, parts.parameters, _escape), missing=_missing)))
         else:
             lines.append(parts.fixed_reason_lines[text.text])
-        for evidence in item.fact.evidence:
-            lines.append(f"  - {_evidence_line(evidence)}")
+        evidence = item.fact.evidence
+        for listed in evidence[:EVIDENCE_LISTED]:
+            lines.append(f"  - {_evidence_line(listed)}")
+        if len(evidence) > EVIDENCE_LISTED:
+            lines.append(f"  - {_more(evidence)}")
     lines.append(parts.detail_end)
     return "\n".join(lines)
 
@@ -247,7 +264,7 @@ def _suggestions(finding: Finding, *, uuid_factory: UuidFactory) -> list[dict[st
         return []
     reasons = [
         {"reference": item.reference, "display": _one_line(item.label)[:200]}
-        for item in finding.supporting_evidence()
+        for item in finding.supporting_evidence(per_fact=EVIDENCE_LISTED)
         if item.resource_type in _REASON_TYPES and item.resource_id and _FHIR_ID.match(item.resource_id)
     ]
     return [

@@ -63,9 +63,10 @@ class Finding:
                 references[reference] = None
         return tuple(references)
 
-    def supporting_evidence(self) -> tuple[Evidence, ...]:
-        """The evidence of the facts that made the rule fire (what a suggestion's reason is)."""
-        return tuple(dict.fromkeys(item for name in self.supporting for item in self.facts[name].evidence))
+    def supporting_evidence(self, *, per_fact: int | None = None) -> tuple[Evidence, ...]:
+        """The evidence of the facts that made the rule fire (what a suggestion's reason is): each
+        fact's first ``per_fact``, or all."""
+        return tuple(dict.fromkeys(item for name in self.supporting for item in self.facts[name].evidence[:per_fact]))
 
 
 def evaluate(

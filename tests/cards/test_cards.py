@@ -11,13 +11,13 @@ import orjson
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from service.cards import SUMMARY_LIMIT, CardBuilder, format_value, new_uuid
+from service.cards import EVIDENCE_LISTED, SUMMARY_LIMIT, CardBuilder, format_value, new_uuid
 from service.cdshooks.models import Card, CardsResponse
 from service.engine.catalogue import load_catalogue
 from service.engine.evaluate import Finding, evaluate
 from service.fhir.model import Evidence, Fact
 from tests.conftest import REPO_ROOT
-from tests.engine.builders import catalogue, counting_uuids, patient_facts
+from tests.engine.builders import catalogue, condition, counting_uuids, patient_facts
 
 BASE = "https://cds.example.org"
 EVERYTHING = tuple(name for name in catalogue().facts)
@@ -148,6 +148,23 @@ def test_detail_shows_values_dates_and_references() -> None:
     assert "(as of 2024-06-01)" in detail
 
 
+def test_a_fact_with_many_resources_lists_the_first_five_and_counts_the_rest() -> None:
+    """A chart with a knee osteoarthritis Condition for each of twelve visits: the card lists the five
+    the fact names first (the newest), says how many more there are, and its suggestions point at
+    the five; it used to list all of them (12,000 made a 3 MB answer)."""
+    visits = tuple(condition(f"oa-{number}", "Osteoarthritis of knee (SNOMED 239873007)", date(2024, 5, 12 - number)) for number in range(12))
+    overrides = {"knee_arthritis": Fact("knee_arthritis", True, visits)}
+    card = _card("knee-arthritis-care", "knee_arthritis", "knee_complaint", overrides=overrides)
+    detail = card.detail or ""
+    listed = [f"Condition/oa-{number}" for number in range(EVIDENCE_LISTED)]
+    assert all(f"`{reference}`" in detail for reference in listed) and "`Condition/oa-5`" not in detail
+    assert f"  - and {12 - EVIDENCE_LISTED} more, not listed" in detail.splitlines()
+    assert card.suggestions
+    for suggestion in card.suggestions:
+        reasons = [r["reference"] for r in ((suggestion.actions or ())[0].resource or {})["reasonReference"]]
+        assert reasons == listed
+
+
 def test_each_shown_reason_is_one_line_of_the_detail_in_order() -> None:
     # Reasons without placeholders are made into lines once per rule; they must read as the rendered ones do.
     for finding in _findings(*EVERYTHING):
@@ -197,6 +214,12 @@ def test_the_evidence_placeholder_escapes_patient_data_too(tmp_path: Path) -> No
     detail = CardBuilder(edited).card(finding, base_url=BASE).detail or ""
     (reason,) = [line for line in detail.splitlines() if line.startswith("- Active sciatica: ")]
     assert reason == "- Active sciatica: Sciatica \\[click\\](https://evil.example) \\<img src=x\\>."
+
+    many = tuple(Evidence("Condition", f"sci-{number}", f"Sciatica {number}", date(2024, 4, 1)) for number in range(7))
+    facts = patient_facts("sciatica", overrides={"sciatica": Fact("sciatica", True, many)})
+    (finding,) = [f for f in evaluate(facts, edited, service_id="back-knee-care-guidance") if f.rule.id == "sciatica-guidance"]
+    detail = CardBuilder(edited).card(finding, base_url=BASE).detail or ""
+    assert "- Active sciatica: Sciatica 0; Sciatica 1; Sciatica 2; Sciatica 3; Sciatica 4; and 2 more, not listed." in detail.splitlines()
 
 
 def test_no_suggestions_without_a_usable_patient_id() -> None:
