@@ -51,7 +51,7 @@ def test_unknown_service_is_an_error_not_silence() -> None:
 def test_finding_carries_the_rule_evidence_and_values() -> None:
     facts = patient_facts("back_complaint", "older_age", "excess_weight", "bmi")
     (finding,) = [f for f in evaluate(facts, catalogue(), service_id="back-knee-risk-factors") if f.rule.id == "risk-factors"]
-    assert finding.rule.version == "1.0.1"
+    assert finding.rule.version == "1.0.2"
     assert finding.supporting == ("back_complaint", "older_age", "excess_weight")
     assert finding.references == ("Condition/lbp", "Patient/p1", "Observation/bmi")
     assert finding.values["older_age"] == {"age": 64}

@@ -48,7 +48,7 @@ def test_shipped_catalogue_loads() -> None:
         "sciatica-guidance",
         "knee-arthritis-care",
     ]
-    assert catalogue.version == "1.0.2"
+    assert catalogue.version == "1.0.3"
     assert catalogue.suppress_days == {rule.id: 90 for rule in catalogue.rules}
     assert catalogue.suppressing_reasons == frozenset({"already-addressed", "patient-declined"})
     assert {r.code for r in catalogue.override_reasons} == {"already-addressed", "patient-declined", "not-relevant", "data-incorrect"}

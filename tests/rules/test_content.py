@@ -75,3 +75,18 @@ def test_every_rule_names_its_version_service_and_citation() -> None:
         assert re.fullmatch(r"\d+\.\d+\.\d+", rule.version)
         assert rule.service in CATALOGUE.services
         assert rule.citations
+
+
+def test_card_texts_claim_no_more_than_the_sentences_they_cite() -> None:
+    """A clinician's reading of the cards (session 15) found three texts stronger or narrower than
+    their source: each is pinned to the wording that keeps to it."""
+    rules = {rule.id: rule for rule in load_catalogue(REPO_ROOT / "rules").rules}
+    # "lower back pain often preceded new knee pain in people over 50": back pain came first in
+    # those who got knee pain, not knee pain usually following back pain.
+    summary = rules["back-pain-knee-risk"].summary.text
+    assert "came before new knee pain over 50" in summary and "follows" not in summary
+    # The fact counts osteoarthritis and rheumatoid arthritis at any site (clinical-rules.md 1).
+    (family,) = [reason for reason in rules["risk-factors"].reasons if reason.fact == "family_history"]
+    assert "arthritis" in family.text.text
+    # "Changes to walking patterns can also put additional pressure on the lower back, which may cause pain."
+    assert "can put extra pressure on the lower back, which may cause pain" in " ".join(rules["knee-pain-back-risk"].advice.text.split())

@@ -24,7 +24,7 @@ def test_list_rules_json(client: TestClient) -> None:
     assert len(rules) == 9
     assert rules[0] == {
         "id": "risk-factors",
-        "version": "1.0.1",
+        "version": "1.0.2",
         "title": "Risk factors for lower back and knee pain",
         "service": "back-knee-risk-factors",
         "indicator": "info",
