@@ -210,7 +210,10 @@ def _older_age(name: str, definition: AgeFactDefinition, patient: _Patient) -> F
     age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
     if age < 0 or age < definition.parameters.older_age_years:
         return Fact(name, False)
-    evidence = Evidence("Patient", record.resource_id, f"Birth date {record.birth_date_text}", birth, f"age {age}")
+    label = f"Birth date {record.birth_date_text}"
+    if record.birth_date_text != birth.isoformat():  # partial: say which day the age counts from
+        label += f" (counted as {birth.isoformat()})"
+    evidence = Evidence("Patient", record.resource_id, label, birth, f"age {age}")
     return _fact(name, [evidence], {"age": age})
 
 

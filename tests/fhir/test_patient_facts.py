@@ -35,6 +35,16 @@ def test_older_age_evidence_and_value(definitions: FactDefinitions) -> None:
     assert evidence.date == date(1960, 3, 1) and evidence.value == "age 64"
 
 
+@pytest.mark.parametrize(
+    ("birth", "label"),
+    [("1960-03-01", "Birth date 1960-03-01"), ("1960", "Birth date 1960 (counted as 1960-12-31)"), ("1960-03", "Birth date 1960-03 (counted as 1960-03-31)")],
+)
+def test_a_partial_birth_date_says_which_day_the_age_counts_from(definitions: FactDefinitions, birth: str, label: str) -> None:
+    """A card showed "Birth date 1960, 1960-12-31, age 63", which reads as a second birth date."""
+    (evidence,) = facts_of(definitions, patient(birth=birth)).facts["older_age"].evidence
+    assert evidence.label == label
+
+
 def test_leap_day_birthday(definitions: FactDefinitions) -> None:
     born = patient(birth="1972-02-29")
     assert not facts_of(definitions, born, today=date(2022, 2, 28)).holds("older_age")
