@@ -38,10 +38,11 @@ _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Characters that could start emphasis, code, links, HTML or tables inside a line of markdown.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 UNKNOWN_VALUE = "unknown"
-# Evidence listed per fact on a card, in the fact's order (a kind's newest Conditions first); the
-# rest are counted. A chart can hold dozens of Conditions of one kind (an encounter diagnosis per
-# visit), and a card listing them all is hard to read: 12,000 made a 3 MB answer. A suggestion's
-# reasonReference points at the listed ones. The audit record keeps every one.
+# Evidence listed per fact on a card, in the fact's order (of a kind of Condition, the newest first),
+# those with an id before those without; the rest are counted. A chart can hold dozens of Conditions
+# of one kind (an encounter diagnosis per visit), and a card listing them all is hard to read: 12,000
+# made a 3 MB answer. A suggestion's reasonReference points at as many of each fact's resources.
+# The audit record keeps every one.
 EVIDENCE_LISTED = 5
 
 UuidFactory = Callable[[], str]
@@ -168,8 +169,16 @@ def _reason_values(
     return values
 
 
+def _listed(evidence: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
+    """The evidence a card lists: the first ``EVIDENCE_LISTED``, those with an id first, so a
+    card whose fact rests on an identifiable resource names it (interface.md decision 8)."""
+    if len(evidence) <= EVIDENCE_LISTED:
+        return evidence
+    return tuple(sorted(evidence, key=lambda item: not item.reference)[:EVIDENCE_LISTED])  # stable: order kept
+
+
 def _listed_labels(evidence: tuple[Evidence, ...], escape: Callable[[str], str]) -> str:
-    labels = "; ".join(escape(item.label) for item in evidence[:EVIDENCE_LISTED])
+    labels = "; ".join(escape(item.label) for item in _listed(evidence))
     return f"{labels}; {_more(evidence)}" if len(evidence) > EVIDENCE_LISTED else labels
 
 
@@ -210,7 +219,7 @@ def _detail(finding: Finding, parts: _RuleParts) -> str:
         else:
             lines.append(parts.fixed_reason_lines[text.text])
         evidence = item.fact.evidence
-        for listed in evidence[:EVIDENCE_LISTED]:
+        for listed in _listed(evidence):
             lines.append(f"  - {_evidence_line(listed)}")
         if len(evidence) > EVIDENCE_LISTED:
             lines.append(f"  - {_more(evidence)}")
@@ -264,8 +273,7 @@ def _suggestions(finding: Finding, *, uuid_factory: UuidFactory) -> list[dict[st
         return []
     reasons = [
         {"reference": item.reference, "display": _one_line(item.label)[:200]}
-        for item in finding.supporting_evidence(per_fact=EVIDENCE_LISTED)
-        if item.resource_type in _REASON_TYPES and item.resource_id and _FHIR_ID.match(item.resource_id)
+        for item in finding.supporting_evidence(per_fact=EVIDENCE_LISTED, only=_is_reason)
     ]
     return [
         {
@@ -282,6 +290,11 @@ def _suggestions(finding: Finding, *, uuid_factory: UuidFactory) -> list[dict[st
         }
         for spec in finding.rule.suggestions
     ]
+
+
+def _is_reason(item: Evidence) -> bool:
+    """Whether a ServiceRequest's reasonReference may point at this evidence."""
+    return item.resource_type in _REASON_TYPES and bool(item.resource_id) and bool(_FHIR_ID.match(item.resource_id or ""))
 
 
 def _service_request(

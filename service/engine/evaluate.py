@@ -7,7 +7,7 @@ at most once; findings come ordered critical, warning, info, then in catalogue o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -63,10 +63,16 @@ class Finding:
                 references[reference] = None
         return tuple(references)
 
-    def supporting_evidence(self, *, per_fact: int | None = None) -> tuple[Evidence, ...]:
-        """The evidence of the facts that made the rule fire (what a suggestion's reason is): each
-        fact's first ``per_fact``, or all."""
-        return tuple(dict.fromkeys(item for name in self.supporting for item in self.facts[name].evidence[:per_fact]))
+    def supporting_evidence(
+        self, *, per_fact: int | None = None, only: Callable[[Evidence], bool] | None = None
+    ) -> tuple[Evidence, ...]:
+        """The evidence of the facts that made the rule fire (what a suggestion's reason is): of
+        each fact, the first ``per_fact`` (or all) that ``only`` accepts (or all)."""
+        found: dict[Evidence, None] = {}
+        for name in self.supporting:
+            accepted = [item for item in self.facts[name].evidence if only is None or only(item)]
+            found.update(dict.fromkeys(accepted[:per_fact]))
+        return tuple(found)
 
 
 def evaluate(

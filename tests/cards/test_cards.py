@@ -165,6 +165,19 @@ def test_a_fact_with_many_resources_lists_the_first_five_and_counts_the_rest() -
         assert reasons == listed
 
 
+def test_a_listed_fact_names_its_identifiable_resources_first() -> None:
+    """Five newer Conditions without an id (valid R4) and an older one with: listing the first five
+    named no `Type/id` in the detail and left the suggestions without a reasonReference."""
+    without_id = tuple(Evidence("Condition", None, "Osteoarthritis of knee (SNOMED 239873007)", date(2024, 5, 12 - n)) for n in range(5))
+    with_id = condition("oa-old", "Osteoarthritis of knee (SNOMED 239873007)", date(2019, 1, 2))
+    overrides = {"knee_arthritis": Fact("knee_arthritis", True, (*without_id, with_id))}
+    card = _card("knee-arthritis-care", "knee_arthritis", "knee_complaint", overrides=overrides)
+    assert "`Condition/oa-old`" in (card.detail or "")
+    assert card.suggestions
+    for suggestion in card.suggestions:
+        assert ((suggestion.actions or ())[0].resource or {})["reasonReference"][0]["reference"] == "Condition/oa-old"
+
+
 def test_each_shown_reason_is_one_line_of_the_detail_in_order() -> None:
     # Reasons without placeholders are made into lines once per rule; they must read as the rendered ones do.
     for finding in _findings(*EVERYTHING):
