@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
 from hashlib import blake2b
+from itertools import islice
 from typing import Any, get_args
 
 import orjson
@@ -95,12 +96,21 @@ class ValidationMemo:
         return WorkerThreadMemo(self._outcomes, self._digest)
 
     def remember(self, learnt: WorkerThreadMemo) -> None:
-        """Add what a call computed in a worker thread learnt, and count its lookups."""
+        """Add what a call computed in a worker thread learnt (the last ``size`` of it at most), and
+        count its lookups.
+
+        The oldest entries make room in one pass: evicting them one by one, each found by iterating
+        past the ones deleted before it, took 0.7 s on the loop for 50,000 outcomes.
+        """
         self.hits += learnt.hits
         self.misses += learnt.misses
-        for digest, outcome in learnt.outcomes.items():
-            if digest not in self._outcomes:
-                self._add(digest, outcome)
+        new = [(digest, outcome) for digest, outcome in learnt.outcomes.items() if digest not in self._outcomes]
+        new = new[len(new) - self._size :] if len(new) > self._size else new
+        overflow = len(self._outcomes) + len(new) - self._size
+        if overflow > 0:
+            for digest in list(islice(self._outcomes, overflow)):
+                del self._outcomes[digest]
+        self._outcomes.update(new)
 
     def _add(self, digest: bytes, outcome: str | None) -> None:
         if len(self._outcomes) >= self._size:

@@ -115,3 +115,20 @@ def test_a_worker_thread_reads_the_memo_and_hands_back_what_it_learnt() -> None:
     memo.remember(view)
     assert (memo.hits, memo.misses, len(memo)) == (2, 2, 2)
     assert memo.why_invalid(copy.deepcopy(new)) == why and memo.hits == 3
+
+
+def test_what_a_worker_thread_learnt_makes_room_oldest_out_first_and_keeps_at_most_the_size() -> None:
+    memo = ValidationMemo(3)
+    for number in range(3):
+        memo.why_invalid(condition(OA, resource_id=f"old-{number}"))
+    view = memo.for_worker_thread()
+    for number in range(5):
+        view.why_invalid(condition(OA, resource_id=f"new-{number}"))
+    memo.remember(view)
+    assert len(memo) == 3
+    hits = memo.hits
+    for number in (2, 3, 4):  # the last three it learnt
+        memo.why_invalid(condition(OA, resource_id=f"new-{number}"))
+    assert memo.hits == hits + 3
+    memo.why_invalid(condition(OA, resource_id="old-2"))
+    assert memo.hits == hits + 3  # evicted
