@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.jwt_verifier import JwtVerifier
+from service.cdshooks.off_loop import FactsThread
 from service.cards import CardBuilder
 from service.engine.catalogue import Catalogue
 from service.fhir import ValidationMemo
@@ -36,6 +37,7 @@ class AppState:
     store: Store
     gatherer: Gatherer
     validation_memo: ValidationMemo
+    facts_thread: FactsThread  # large calls' facts, off the event loop
     verifier: JwtVerifier | None = None  # None with CDS_AUTH=off
     # The time of a request; its UTC date is the evaluation date ("today"). Tests fix it.
     clock: Callable[[], datetime] = utc_now

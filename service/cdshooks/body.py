@@ -11,13 +11,18 @@ from starlette.requests import ClientDisconnect, Request
 from service.cdshooks.errors import HookRequestError, PayloadTooLarge, describe_validation_errors
 from service.cdshooks.json_depth import nesting_exceeds
 
-__all__ = ["read_json_body", "validate_body"]
+__all__ = ["parse_json_body", "read_body", "read_json_body", "validate_body"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) -> Any:
     """The parsed JSON body; never reads more than ``max_bytes`` into memory."""
+    return parse_json_body(await read_body(request, max_bytes=max_bytes), max_depth=max_depth)
+
+
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    """The raw body; never reads more than ``max_bytes`` into memory (413)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
@@ -33,7 +38,11 @@ async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) ->
         # An aborted upload, or chunked framing the server refused: the client's doing, so a 400 in
         # the request's log line and metrics (nobody is left to read it), not a traceback and a 500.
         raise HookRequestError("the client closed the connection before sending the whole request body") from None
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json_body(body: bytes, *, max_depth: int) -> dict[str, Any]:
+    """A body parsed as a JSON object (400 for anything else, or nested deeper than ``max_depth``)."""
     if not body or body.isspace():  # as ``not body.strip()``, without copying the body
         raise HookRequestError("request body is empty; expected a JSON object")
     try:

@@ -37,11 +37,12 @@ _ABANDONED = "fetching was abandoned when another key failed"
 @dataclass(frozen=True, slots=True)
 class Gathered:
     """What a call's rules read: ``values``, every declared prefetch key -> a resource, a searchset
-    Bundle, or None (no data); ``resources``, how many resources the call brought (sent, undeclared
-    keys included, and fetched), which tells how long reading them may take."""
+    Bundle, or None (no data). With the body's size, ``resources`` (how many the call brought: sent,
+    undeclared keys included, and fetched) and ``fetched_bytes`` tell how long reading them may take."""
 
     values: dict[str, Any]
     resources: int
+    fetched_bytes: int = 0
 
 
 class Gatherer:
@@ -73,7 +74,8 @@ class Gatherer:
         self._slots = FetchSlots()
 
     async def gather(self, request: HookRequest, templates: Mapping[str, str]) -> Gathered:
-        """Every declared prefetch key -> a resource, a searchset Bundle, or None (no data).
+        """Every declared prefetch key -> a resource, a searchset Bundle, or None (no data), and how
+        much the call brought (``Gathered``).
 
         Raises ``PayloadTooLarge`` (413) when the prefetch holds more than
         ``CDS_MAX_PREFETCH_RESOURCES`` resources, and ``PrefetchUnavailable`` (412) when a key
@@ -145,7 +147,7 @@ class Gatherer:
             states = {**report.missing, **{key: "has more pages" for key in report.paged}}
             raise self._unavailable(request, failures, states)
         gathered = {**report.present, **fetched}
-        return Gathered({key: gathered[key] for key in templates}, session.resources.used)
+        return Gathered({key: gathered[key] for key in templates}, session.resources.used, session.bytes.used)
 
     def _access(self, request: HookRequest) -> tuple[ServerUrl, str] | str:
         """The request's fhirServer and token when the service may call it, else why not (for the 412)."""

@@ -7,11 +7,10 @@ import time
 from datetime import UTC, date
 from functools import partial
 
-from anyio import to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.cdshooks.body import read_json_body, validate_body
+from service.cdshooks.body import parse_json_body, read_body, read_json_body, validate_body
 from service.cdshooks.direct_route import DirectRoute
 from service.cdshooks.errors import HookRequestError, StoreUnavailableError, UnknownService
 from service.cdshooks.gathering import Gathered
@@ -23,6 +22,7 @@ from service.cdshooks.models import (
     HookRequest,
     ServiceDescriptor,
 )
+from service.cdshooks.off_loop import is_large
 from service.cdshooks.openapi_docs import (
     BROKEN_FHIR_HOOK_REQUEST_EXAMPLE,
     CALL_RESPONSES,
@@ -46,12 +46,6 @@ __all__ = ["router"]
 
 log = logging.getLogger("service.cdshooks")
 router = APIRouter(prefix=CDS_PREFIX, tags=["CDS Hooks"])
-
-# A call bringing more resources than this computes its facts in a worker thread, so that the event
-# loop goes on answering meanwhile (liveness probes, other calls): validating 15,000 distinct
-# Conditions held it for 4 s. Up to this many, a few hundred ms at most on the slowest machine
-# measured, the call stays on the loop, where a typical call's facts cost less than the hop would.
-FACTS_OFF_LOOP_RESOURCES = 1_000
 
 
 def _service_or_404(state: AppState, service_id: str) -> ServiceDefinition:
@@ -79,7 +73,10 @@ async def call_service(service_id: str, request: Request) -> Response:
     received_at = state.clock()
     service = _service_or_404(state, service_id)
     settings = state.settings
-    data = await read_json_body(request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
+    body = await read_body(request, max_bytes=settings.max_body_bytes)
+    data = parse_json_body(body, max_depth=settings.max_json_depth)
+    sent_bytes = len(body)
+    del body
     hook_request = validate_body(HookRequest, data)
     bind_request_fields(hookInstance=hook_request.hookInstance, service=service_id)  # on every later log line of this call
     if hook_request.hook not in service.hooks:
@@ -91,7 +88,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     hook, hook_instance, patient_id = hook_request.hook, hook_request.hookInstance, hook_request.patient_id
     patient_hash = state.hasher(patient_id)
     today = received_at.date()
-    facts = await _patient_facts(state, service_id, gathered, patient_id=patient_id, today=today)
+    facts = await _patient_facts(state, service_id, gathered, sent_bytes=sent_bytes, patient_id=patient_id, today=today)
     # Waiting for the database below, this call holds its facts, not its parsed prefetch: peak
     # memory must not grow with concurrent calls times body size (make bench, heavy workload).
     del data, hook_request, gathered
@@ -130,18 +127,15 @@ async def call_service(service_id: str, request: Request) -> Response:
 
 
 async def _patient_facts(
-    state: AppState, service_id: str, gathered: Gathered, *, patient_id: str | None, today: date
+    state: AppState, service_id: str, gathered: Gathered, *, sent_bytes: int, patient_id: str | None, today: date
 ) -> PatientFacts:
-    """The facts the service's rules read: computed on the event loop, or for a call bringing more
-    than ``FACTS_OFF_LOOP_RESOURCES`` resources in a worker thread, so the loop goes on answering."""
+    """The facts the service's rules read: on the event loop, or for a large call (``off_loop``) in
+    a worker thread, so that the loop goes on answering meanwhile."""
     values = [value for value in gathered.values.values() if isinstance(value, dict)]
     facts_of = partial(patient_facts, values, catalogue=state.catalogue, service_id=service_id, patient_id=patient_id, today=today)
-    if gathered.resources <= FACTS_OFF_LOOP_RESOURCES:
-        return facts_of(memo=state.validation_memo)
-    memo = state.validation_memo.for_worker_thread()
-    facts = await to_thread.run_sync(partial(facts_of, memo=memo))
-    state.validation_memo.remember(memo)  # back on the loop's thread, the only one that changes the memo
-    return facts
+    if is_large(resources=gathered.resources, size_bytes=sent_bytes + gathered.fetched_bytes):
+        return await state.facts_thread.facts(facts_of)
+    return facts_of(memo=state.validation_memo)
 
 
 # Registered after its definition: add_api_route is where FastAPI takes a route class. DirectRoute

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.cdshooks.routes import FACTS_OFF_LOOP_RESOURCES
+from service.cdshooks import off_loop
 from tests.conftest import REPO_ROOT, SettingsFactory
 
 EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
@@ -38,11 +39,20 @@ def _call(client: TestClient, *, padding: int = 0) -> dict[str, object]:
     return response.json()  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("padding", [0, FACTS_OFF_LOOP_RESOURCES], ids=["on-the-loop", "in-a-worker-thread"])
-def test_a_repeated_prefetch_is_answered_from_the_memo(client: TestClient, padding: int) -> None:
+@pytest.mark.parametrize("padding", [0, off_loop.OFF_LOOP_RESOURCES], ids=["on-the-loop", "in-a-worker-thread"])
+def test_a_repeated_prefetch_is_answered_from_the_memo(client: TestClient, padding: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also when the calls bring enough resources to be computed in a worker thread: what such a
     call learnt is remembered once it is done, and its lookups are counted."""
+    in_thread = []
+    facts = off_loop.FactsThread.facts
+
+    async def counted(self: off_loop.FactsThread, compute: Any) -> Any:
+        in_thread.append(compute)
+        return await facts(self, compute)
+
+    monkeypatch.setattr(off_loop.FactsThread, "facts", counted)  # counts, and computes as ever
     first = _call(client, padding=padding)
+    assert len(in_thread) == (1 if padding else 0)
     metrics = client.get("/metrics").text
     misses = _sample(metrics, 'cds_validation_cache_lookups_total{result="miss"}')
     assert misses > 0 and _sample(metrics, 'cds_validation_cache_lookups_total{result="hit"}') == 0

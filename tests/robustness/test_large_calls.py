@@ -1,9 +1,10 @@
 """A large but legal hook call does not stop the server answering everything else meanwhile.
 
-Validating thousands of distinct relevant resources takes the service seconds (15,000 Conditions:
-4 s). Computed on the event loop, that held every other request of the worker, liveness probes
-included: an orchestrator whose probe timed out would restart a healthy service. A call bringing
-more than ``FACTS_OFF_LOOP_RESOURCES`` resources computes its facts in a worker thread instead.
+Validating what a call brought takes the service seconds when it is large: 15,000 distinct
+Conditions, or one Condition with 90,000 codings. Computed on the event loop, that held every other
+request of the worker, liveness probes included: an orchestrator whose probe timed out would restart
+a healthy service. A large call (``service/cdshooks/off_loop.py``) computes its facts in a worker
+thread instead.
 
 The service runs as its own process (the console script, uvicorn, real sockets), with its
 validation memo off, so the call validates every one of its Conditions.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -21,14 +22,16 @@ import httpx
 import pytest
 
 from robustness.served import Served, serve, service_env, upgrade_database
-from service.cdshooks.routes import FACTS_OFF_LOOP_RESOURCES
+from service.cdshooks.off_loop import OFF_LOOP_RESOURCES
 from tests.support.prefetch import conformant_prefetch
 
 SERVICE = "back-knee-risk-factors"
 PATIENT_ID = "large-call"
 # Enough Conditions that validating them takes the service well over the probes' rhythm, on the
 # fastest machine seen (about 0.1 ms each): the second half of the call spans many probes.
-CONDITIONS = 6 * FACTS_OFF_LOOP_RESOURCES
+CONDITIONS = 6 * OFF_LOOP_RESOURCES
+# One Condition with this many codings besides its own: about 3 MB, validated for over a second.
+CODINGS = 60_000
 PROBE_PAUSE_SECONDS = 0.01
 
 
@@ -54,11 +57,19 @@ def _knee_osteoarthritis(number: int) -> dict[str, Any]:
     }
 
 
-def _large_call(templates: dict[str, str]) -> dict[str, Any]:
-    resources = [
-        {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "1958-04-02"},
-        *(_knee_osteoarthritis(number) for number in range(CONDITIONS)),
-    ]
+def _many_conditions() -> list[dict[str, Any]]:
+    return [_knee_osteoarthritis(number) for number in range(CONDITIONS)]
+
+
+def _one_large_condition() -> list[dict[str, Any]]:
+    """Counted as one resource: only its size says how long validating it takes."""
+    condition = _knee_osteoarthritis(0)
+    condition["code"]["coding"].extend({"system": "http://snomed.info/sct", "code": str(100_000 + number)} for number in range(CODINGS))
+    return [condition]
+
+
+def _large_call(templates: dict[str, str], conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    resources = [{"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "1958-04-02"}, *conditions]
     return {
         "hook": "patient-view",
         "hookInstance": f"large-call-{time.monotonic_ns()}",
@@ -67,14 +78,17 @@ def _large_call(templates: dict[str, str]) -> dict[str, Any]:
     }
 
 
-async def test_the_server_answers_probes_while_a_large_call_is_computed(service: Served) -> None:
-    """While a call with 6,000 Conditions is computed, /health/live goes on answering: the server is
-    never silent for half the call (on the event loop, no probe could be answered until the call's
-    facts were done)."""
+@pytest.mark.parametrize("conditions", [_many_conditions, _one_large_condition], ids=["6000-conditions", "one-3-MB-condition"])
+async def test_the_server_answers_probes_while_a_large_call_is_computed(
+    service: Served, conditions: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """While a call with 6,000 Conditions, or one of 3 MB, is computed, /health/live goes on
+    answering: the server is never silent for half the call (on the event loop, no probe could be
+    answered until the call's facts were done)."""
     async with httpx.AsyncClient(base_url=service.base_url, timeout=120) as client:
         discovery = (await client.get("/cds-services")).json()
         templates = next(s["prefetch"] for s in discovery["services"] if s["id"] == SERVICE)
-        body = _large_call(templates)
+        body = _large_call(templates, conditions())
         started = time.monotonic()
         call = asyncio.create_task(client.post(f"/cds-services/{SERVICE}", json=body))
         probes_answered_at: list[float] = []
