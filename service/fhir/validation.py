@@ -50,7 +50,43 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class ValidationMemo:
+class _RememberedOutcomes:
+    """Validation outcomes looked up by a digest of what validation sees; what a miss learns, and
+    where it goes, is the subclass's (``_learn``)."""
+
+    def __init__(self, size: int, outcomes: dict[bytes, str | None]) -> None:
+        self._size = size
+        self._outcomes = outcomes  # digest -> why invalid, or None when valid
+        self.hits = 0
+        self.misses = 0
+
+    def why_invalid(self, resource: dict[str, Any]) -> str | None:
+        """As ``_why_invalid``, remembered by the part of the resource validation sees (the outcome
+        depends on nothing else)."""
+        seen = _used_part(resource)
+        digest = self._digest(seen)
+        if digest is None:
+            return _why_part_invalid(seen)
+        outcome = self._outcomes.get(digest, _UNSEEN)  # one lookup: atomic under the GIL, from any thread
+        if outcome is not _UNSEEN:
+            self.hits += 1
+            return outcome
+        return self._learn(digest, seen)
+
+    def _learn(self, digest: bytes, seen: dict[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def _digest(self, resource: dict[str, Any]) -> bytes | None:
+        """None (not remembered) when the memo is off or the resource is not plain JSON."""
+        if self._size == 0:
+            return None
+        try:
+            return blake2b(orjson.dumps(resource), digest_size=16).digest()
+        except orjson.JSONEncodeError:  # a Decimal or a non-string key: read from a file, not HTTP
+            return None
+
+
+class ValidationMemo(_RememberedOutcomes):
     """What validation concluded about a resource, by the resource's content, across calls.
 
     Validation is a pure function of a resource's JSON, and the same resources arrive again and
@@ -67,33 +103,14 @@ class ValidationMemo:
     """
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._outcomes: dict[bytes, str | None] = {}  # digest -> why invalid, or None when valid
-        self.hits = 0
-        self.misses = 0
+        super().__init__(size, {})
 
     def __len__(self) -> int:
         return len(self._outcomes)
 
-    def why_invalid(self, resource: dict[str, Any]) -> str | None:
-        """As ``_why_invalid``, remembered by the part of the resource validation sees (the outcome
-        depends on nothing else)."""
-        seen = _used_part(resource)
-        digest = self._digest(seen)
-        if digest is None:
-            return _why_part_invalid(seen)
-        outcome = self._outcomes.get(digest, _UNSEEN)
-        if outcome is not _UNSEEN:
-            self.hits += 1
-            return outcome
-        self.misses += 1
-        outcome = _why_part_invalid(seen)
-        self._add(digest, outcome)
-        return outcome
-
     def for_worker_thread(self) -> WorkerThreadMemo:
         """This memo as one call computed in a worker thread may use it."""
-        return WorkerThreadMemo(self._outcomes, self._digest)
+        return WorkerThreadMemo(self._size, self._outcomes)
 
     def remember(self, learnt: WorkerThreadMemo) -> None:
         """Add what a call computed in a worker thread learnt (the last ``size`` of it at most), and
@@ -112,42 +129,26 @@ class ValidationMemo:
                 del self._outcomes[digest]
         self._outcomes.update(new)
 
-    def _add(self, digest: bytes, outcome: str | None) -> None:
+    def _learn(self, digest: bytes, seen: dict[str, Any]) -> str | None:
+        self.misses += 1
+        outcome = _why_part_invalid(seen)
         if len(self._outcomes) >= self._size:
             del self._outcomes[next(iter(self._outcomes))]  # dicts keep insertion order: the oldest
         self._outcomes[digest] = outcome
-
-    def _digest(self, resource: dict[str, Any]) -> bytes | None:
-        """None (not remembered) when the memo is off or the resource is not plain JSON."""
-        if self._size == 0:
-            return None
-        try:
-            return blake2b(orjson.dumps(resource), digest_size=16).digest()
-        except orjson.JSONEncodeError:  # a Decimal or a non-string key: read from a file, not HTTP
-            return None
+        return outcome
 
 
-class WorkerThreadMemo:
+class WorkerThreadMemo(_RememberedOutcomes):
     """A ``ValidationMemo`` as seen by one call in a worker thread: it looks outcomes up in the
-    memo (a single ``dict.get``, atomic under the GIL whatever the loop's thread adds or evicts
-    meanwhile) and keeps what it learns to itself, for ``ValidationMemo.remember``."""
+    memo's own dict, whatever the loop's thread adds or evicts meanwhile, and keeps what it learns
+    to itself (``outcomes``), for ``ValidationMemo.remember``."""
 
-    def __init__(self, known: dict[bytes, str | None], digest: Callable[[dict[str, Any]], bytes | None]) -> None:
-        self._known = known
-        self._digest = digest
+    def __init__(self, size: int, known: dict[bytes, str | None]) -> None:
+        super().__init__(size, known)  # only read here
         self.outcomes: dict[bytes, str | None] = {}  # learnt by this call
-        self.hits = 0
-        self.misses = 0
 
-    def why_invalid(self, resource: dict[str, Any]) -> str | None:
-        """As ``ValidationMemo.why_invalid``."""
-        seen = _used_part(resource)
-        digest = self._digest(seen)
-        if digest is None:
-            return _why_part_invalid(seen)
-        outcome = self._known.get(digest, _UNSEEN)
-        if outcome is _UNSEEN:
-            outcome = self.outcomes.get(digest, _UNSEEN)
+    def _learn(self, digest: bytes, seen: dict[str, Any]) -> str | None:
+        outcome = self.outcomes.get(digest, _UNSEEN)
         if outcome is not _UNSEEN:
             self.hits += 1
             return outcome
