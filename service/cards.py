@@ -294,7 +294,7 @@ def _suggestions(finding: Finding, *, uuid_factory: UuidFactory) -> list[dict[st
 
 def _is_reason(item: Evidence) -> bool:
     """Whether a ServiceRequest's reasonReference may point at this evidence."""
-    return item.resource_type in _REASON_TYPES and bool(item.resource_id) and bool(_FHIR_ID.match(item.resource_id or ""))
+    return item.resource_type in _REASON_TYPES and item.resource_id is not None and _FHIR_ID.match(item.resource_id) is not None
 
 
 def _service_request(

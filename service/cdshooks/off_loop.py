@@ -13,7 +13,7 @@ from functools import partial
 
 from anyio import CapacityLimiter, to_thread
 
-from service.fhir import PatientFacts, ValidationMemo, WorkerThreadMemo
+from service.fhir import PatientFacts, ValidationMemo
 
 __all__ = ["OFF_LOOP_BYTES", "OFF_LOOP_RESOURCES", "FactsThread", "is_large"]
 
@@ -47,7 +47,7 @@ class FactsThread:
     async def facts(self, compute: Callable[..., PatientFacts]) -> PatientFacts:
         """``compute(memo=...)`` in the thread; the validation outcomes it learnt are added to the
         memo afterwards, back on the loop's thread, the only one that changes the memo."""
-        learnt: WorkerThreadMemo = self._memo.for_worker_thread()
+        learnt = self._memo.for_worker_thread()
         facts = await to_thread.run_sync(partial(compute, memo=learnt), limiter=self._limiter)
         self._memo.remember(learnt)
         return facts
