@@ -18,7 +18,7 @@ from service.cdshooks.fhir_allowlist import ServerAllowlist
 from service.cdshooks.fhir_server import FETCHES_PER_SERVER
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.instrumentation import RequestMetricsMiddleware
-from service.cdshooks.off_loop import FactsThread
+from service.cdshooks.off_loop import FactsRunner
 from service.cdshooks.openapi_docs import install_openapi
 from service.cdshooks.security import build_verifier, install_security, load_clients, log_security_posture
 from service.cards import CardBuilder
@@ -121,8 +121,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
                     max_bytes=settings.max_body_bytes,
                     max_depth=settings.max_json_depth,
                 ),
-                validation_memo=memo,
-                facts_thread=FactsThread(memo),
+                facts_runner=FactsRunner(memo),
                 verifier=build_verifier(settings, trusted_clients, http=http, remember_jti=store.remember_jti),
                 clock=clock or utc_now,
             )

@@ -11,10 +11,9 @@ from fastapi import Depends, Request
 
 from service.cdshooks.gathering import Gatherer
 from service.cdshooks.jwt_verifier import JwtVerifier
-from service.cdshooks.off_loop import FactsThread
+from service.cdshooks.off_loop import FactsRunner
 from service.cards import CardBuilder
 from service.engine.catalogue import Catalogue
-from service.fhir import ValidationMemo
 from service.metrics import Metrics
 from service.privacy import PatientHasher
 from service.settings import Settings
@@ -36,8 +35,7 @@ class AppState:
     hasher: PatientHasher
     store: Store
     gatherer: Gatherer
-    validation_memo: ValidationMemo
-    facts_thread: FactsThread  # large calls' facts, off the event loop
+    facts_runner: FactsRunner  # where a call's facts are computed, with the validation memo they share
     verifier: JwtVerifier | None = None  # None with CDS_AUTH=off
     # The time of a request; its UTC date is the evaluation date ("today"). Tests fix it.
     clock: Callable[[], datetime] = utc_now

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from anyio import CapacityLimiter, to_thread
+from anyio import CapacityLimiter, Lock, to_thread
 
 from service.fhir import PatientFacts, ValidationMemo
 
-__all__ = ["OFF_LOOP_BYTES", "OFF_LOOP_RESOURCES", "FactsThread", "is_large"]
+__all__ = ["OFF_LOOP_BYTES", "OFF_LOOP_RESOURCES", "CallFacts", "FactsRunner", "is_large"]
 
 # A call bringing more than either (sent and fetched together) is large. Up to both, its facts take
 # about 0.35 s at most on the slowest machine measured (one Condition of 1 MiB of codings, by the
@@ -31,23 +31,71 @@ def is_large(*, resources: int, size_bytes: int) -> bool:
     return resources > OFF_LOOP_RESOURCES or size_bytes > OFF_LOOP_BYTES
 
 
-class FactsThread:
-    """Computes large calls' facts in a worker thread, one call at a time.
+class FactsRunner:
+    """Computes each call's facts with the validation memo: on the loop, or for a large call in a
+    worker thread, one call at a time.
 
-    One at a time: two large calls computed at once only compete for the GIL (16 together took 17 %
-    longer than one after another). Its own limiter: anyio's default one (40 threads) runs the
-    database calls, which typical calls and /health/ready wait for, and large calls must not take
-    those threads. Built in the app's lifespan (a limiter belongs to its event loop).
+    One at a time (``turn``): two large calls computed at once only compete for the GIL (16
+    together took 17 % longer than one after another). Its own limiter: anyio's default one (40
+    threads) runs the database calls, which typical calls and /health/ready wait for, and large
+    calls must not take those threads. Built in the app's lifespan (a lock belongs to its event loop).
     """
 
     def __init__(self, memo: ValidationMemo) -> None:
         self._memo = memo
-        self._limiter = CapacityLimiter(1)
+        self.turn = Lock()  # held by the one large call whose facts are being computed (or parsed, see call())
+        self._limiter = CapacityLimiter(1)  # only the turn's holder uses it: always free
 
-    async def facts(self, compute: Callable[..., PatientFacts]) -> PatientFacts:
-        """``compute(memo=...)`` in the thread; the validation outcomes it learnt are added to the
-        memo afterwards, back on the loop's thread, the only one that changes the memo."""
+    def call(self, *, sent_bytes: int) -> CallFacts:
+        """Where one hook call's facts are computed, entered (``async with``) before its body is parsed.
+
+        A call whose body alone makes it large waits there for its turn, holding its raw bytes: a
+        parsed prefetch takes about seven times its bytes (4.3 MB of Conditions, 29 MB), and 16 such
+        calls waiting parsed took the worker to 580 MB. It keeps the turn until its facts are done,
+        through any fetch from its FHIR server, which a body that large rarely needs.
+        """
+        return CallFacts(self, large_body=is_large(resources=0, size_bytes=sent_bytes))
+
+    async def compute(
+        self, compute: Callable[..., PatientFacts], *, resources: int, size_bytes: int, holding_turn: bool
+    ) -> PatientFacts:
+        """``compute(memo=...)`` for a call that brought ``resources`` and ``size_bytes`` (sent and
+        fetched): on the loop unless that is large. A call found large only now (many small
+        resources, or a large fetch) waits for its turn here."""
+        if not is_large(resources=resources, size_bytes=size_bytes):
+            return compute(memo=self._memo)
+        if holding_turn:
+            return await self.in_thread(compute)
+        async with self.turn:
+            return await self.in_thread(compute)
+
+    async def in_thread(self, compute: Callable[..., PatientFacts]) -> PatientFacts:
+        """``compute(memo=...)`` in the thread, in the caller's turn; the validation outcomes it learnt
+        are added to the memo afterwards, back on the loop's thread, the only one that changes it."""
         learnt = self._memo.for_worker_thread()
         facts = await to_thread.run_sync(partial(compute, memo=learnt), limiter=self._limiter)
         self._memo.remember(learnt)
         return facts
+
+
+class CallFacts:
+    """One call's way to its facts (``FactsRunner.call``): inside ``async with``, a call with a large
+    body holds the turn. A plain class, not a generator context manager: typical calls pay for it too."""
+
+    __slots__ = ("_large_body", "_thread")
+
+    def __init__(self, thread: FactsRunner, *, large_body: bool) -> None:
+        self._thread = thread
+        self._large_body = large_body
+
+    async def __aenter__(self) -> CallFacts:
+        if self._large_body:
+            await self._thread.turn.acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._large_body:
+            self._thread.turn.release()
+
+    async def compute(self, compute: Callable[..., PatientFacts], *, resources: int, size_bytes: int) -> PatientFacts:
+        return await self._thread.compute(compute, resources=resources, size_bytes=size_bytes, holding_turn=self._large_body)

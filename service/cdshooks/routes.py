@@ -22,7 +22,7 @@ from service.cdshooks.models import (
     HookRequest,
     ServiceDescriptor,
 )
-from service.cdshooks.off_loop import is_large
+from service.cdshooks.off_loop import CallFacts
 from service.cdshooks.openapi_docs import (
     BROKEN_FHIR_HOOK_REQUEST_EXAMPLE,
     CALL_RESPONSES,
@@ -74,24 +74,25 @@ async def call_service(service_id: str, request: Request) -> Response:
     service = _service_or_404(state, service_id)
     settings = state.settings
     body = await read_body(request, max_bytes=settings.max_body_bytes)
-    data = parse_json_body(body, max_depth=settings.max_json_depth)
     sent_bytes = len(body)
-    del body
-    hook_request = validate_body(HookRequest, data)
-    bind_request_fields(hookInstance=hook_request.hookInstance, service=service_id)  # on every later log line of this call
-    if hook_request.hook not in service.hooks:
-        raise HookRequestError(
-            f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"
-        )
-    links_base = public_base_url(state, request)  # a Host no link can start with is a 400 before any fetch
-    gathered = await state.gatherer.gather(hook_request, service.prefetch)
-    hook, hook_instance, patient_id = hook_request.hook, hook_request.hookInstance, hook_request.patient_id
-    patient_hash = state.hasher(patient_id)
-    today = received_at.date()
-    facts = await _patient_facts(state, service_id, gathered, sent_bytes=sent_bytes, patient_id=patient_id, today=today)
-    # Waiting for the database below, this call holds its facts, not its parsed prefetch: peak
-    # memory must not grow with concurrent calls times body size (make bench, heavy workload).
-    del data, hook_request, gathered
+    async with state.facts_runner.call(sent_bytes=sent_bytes) as call_facts:  # a large body waits for its turn unparsed
+        data = parse_json_body(body, max_depth=settings.max_json_depth)
+        del body
+        hook_request = validate_body(HookRequest, data)
+        bind_request_fields(hookInstance=hook_request.hookInstance, service=service_id)  # on every later log line of this call
+        if hook_request.hook not in service.hooks:
+            raise HookRequestError(
+                f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"
+            )
+        links_base = public_base_url(state, request)  # a Host no link can start with is a 400 before any fetch
+        gathered = await state.gatherer.gather(hook_request, service.prefetch)
+        hook, hook_instance, patient_id = hook_request.hook, hook_request.hookInstance, hook_request.patient_id
+        patient_hash = state.hasher(patient_id)
+        today = received_at.date()
+        facts = await _patient_facts(state, call_facts, service_id, gathered, sent_bytes=sent_bytes, patient_id=patient_id, today=today)
+        # Waiting for the database below, this call holds its facts, not its parsed prefetch: peak
+        # memory must not grow with concurrent calls times body size (make bench, heavy workload).
+        del data, hook_request, gathered
     suppressed = await state.store.suppressed_rules(patient_hash, today)
     evaluation = evaluate_facts(
         facts,
@@ -127,15 +128,13 @@ async def call_service(service_id: str, request: Request) -> Response:
 
 
 async def _patient_facts(
-    state: AppState, service_id: str, gathered: Gathered, *, sent_bytes: int, patient_id: str | None, today: date
+    state: AppState, call_facts: CallFacts, service_id: str, gathered: Gathered, *, sent_bytes: int, patient_id: str | None, today: date
 ) -> PatientFacts:
     """The facts the service's rules read: on the event loop, or for a large call (``off_loop``) in
     a worker thread, so that the loop goes on answering meanwhile."""
     values = [value for value in gathered.values.values() if isinstance(value, dict)]
     facts_of = partial(patient_facts, values, catalogue=state.catalogue, service_id=service_id, patient_id=patient_id, today=today)
-    if is_large(resources=gathered.resources, size_bytes=sent_bytes + gathered.fetched_bytes):
-        return await state.facts_thread.facts(facts_of)
-    return facts_of(memo=state.validation_memo)
+    return await call_facts.compute(facts_of, resources=gathered.resources, size_bytes=sent_bytes + gathered.fetched_bytes)
 
 
 # Registered after its definition: add_api_route is where FastAPI takes a route class. DirectRoute

@@ -1,15 +1,24 @@
-"""FactsThread: large calls' facts, one call at a time, in a thread of their own."""
+"""FactsRunner: large calls' facts, one call at a time, in a thread of their own; a call whose body
+alone is large waits for its turn before its body is parsed."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
 from datetime import date
+from typing import Any
 
 import anyio
+import httpx
+import pytest
 
-from service.cdshooks.off_loop import OFF_LOOP_BYTES, OFF_LOOP_RESOURCES, FactsThread, is_large
+from service.app import create_app
+from service.cdshooks import routes
+from service.cdshooks.off_loop import OFF_LOOP_BYTES, OFF_LOOP_RESOURCES, FactsRunner, is_large
 from service.fhir import PatientFacts, ValidationMemo, WorkerThreadMemo
+from tests.conftest import REPO_ROOT, SettingsFactory
 from tests.fhir.builders import condition
 
 OA = "239873007"
@@ -25,7 +34,7 @@ async def test_large_calls_are_computed_one_at_a_time_off_the_loop_and_remembere
     """Two large calls at once only compete for the GIL; the loop's thread never computes them;
     what they learnt is in the memo afterwards."""
     memo = ValidationMemo(100)
-    runner = FactsThread(memo)
+    runner = FactsRunner(memo)
     loop_thread = threading.get_ident()
     running = 0
     most = 0
@@ -44,9 +53,96 @@ async def test_large_calls_are_computed_one_at_a_time_off_the_loop_and_remembere
             running -= 1
         return PatientFacts(patient_id=None, today=date(2024, 6, 1), deceased=False, facts={})
 
+    async def large_call(number: int) -> None:
+        await runner.compute(
+            lambda memo: compute(memo=memo, number=number), resources=OFF_LOOP_RESOURCES + 1, size_bytes=0, holding_turn=False
+        )
+
     async with anyio.create_task_group() as group:
         for number in range(3):
-            group.start_soon(runner.facts, lambda memo, number=number: compute(memo=memo, number=number))
+            group.start_soon(large_call, number)
     assert most == 1
     assert loop_thread not in threads
     assert (len(memo), memo.misses) == (3, 3)
+
+
+def _no_facts(*, memo: object) -> PatientFacts:
+    return PatientFacts(patient_id=None, today=date(2024, 6, 1), deceased=False, facts={})
+
+
+async def test_a_call_that_is_not_large_is_computed_on_the_loop_with_the_memo() -> None:
+    memo = ValidationMemo(100)
+    seen: list[tuple[int, object]] = []
+
+    def compute(*, memo: object) -> PatientFacts:
+        seen.append((threading.get_ident(), memo))
+        return _no_facts(memo=memo)
+
+    async with FactsRunner(memo).call(sent_bytes=OFF_LOOP_BYTES) as call:
+        await call.compute(compute, resources=OFF_LOOP_RESOURCES, size_bytes=OFF_LOOP_BYTES)
+    assert seen == [(threading.get_ident(), memo)]
+
+
+async def test_a_call_with_a_large_body_holds_the_turn_from_entering_to_leaving() -> None:
+    """The second waits to enter, so it parses nothing meanwhile; the first computes in its turn
+    without waiting for it again."""
+    runner = FactsRunner(ValidationMemo(100))
+    events: list[str] = []
+
+    async def large_body(name: str) -> None:
+        async with runner.call(sent_bytes=OFF_LOOP_BYTES + 1) as call:
+            events.append(f"{name} entered")
+            await anyio.sleep(0.02)
+            await call.compute(_no_facts, resources=1, size_bytes=OFF_LOOP_BYTES + 1)
+            events.append(f"{name} computed")
+
+    with anyio.fail_after(5):  # a turn taken twice by one call would wait for ever
+        async with anyio.create_task_group() as group:
+            group.start_soon(large_body, "first")
+            await anyio.sleep(0.005)
+            group.start_soon(large_body, "second")
+    assert events == ["first entered", "first computed", "second entered", "second computed"]
+
+
+EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
+
+
+def _large_body() -> bytes:
+    """The example call, over OFF_LOOP_BYTES with a note under a key no template declares."""
+    padding = {"resourceType": "Basic", "id": "padding", "code": {"text": "x" * (OFF_LOOP_BYTES + 1)}}
+    return json.dumps({**EXAMPLE, "hookInstance": str(uuid.uuid4()), "prefetch": {**EXAMPLE["prefetch"], "padding": padding}}).encode()
+
+
+async def test_concurrent_calls_with_large_bodies_are_parsed_one_after_another(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parsed prefetch takes about seven times its bytes: calls waiting for their turn hold their
+    raw bodies, not their parsed ones, so peak memory does not grow with concurrent calls times that."""
+    events: list[str] = []
+    parse, facts = routes.parse_json_body, routes.patient_facts
+
+    def parse_json_body(body: bytes, **kwargs: Any) -> Any:
+        events.append("parse")
+        return parse(body, **kwargs)
+
+    def patient_facts(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # in the worker thread: the others would parse meanwhile, were they let in
+        events.append("facts")
+        return facts(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "parse_json_body", parse_json_body)
+    monkeypatch.setattr(routes, "patient_facts", patient_facts)
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+
+            async def post() -> None:
+                response = await client.post(
+                    "/cds-services/back-knee-risk-factors", content=_large_body(), headers={"content-type": "application/json"}
+                )
+                assert response.status_code == 200, response.text
+
+            async with anyio.create_task_group() as group:
+                for _ in range(3):
+                    group.start_soon(post)
+    assert events == ["parse", "facts"] * 3

@@ -44,13 +44,13 @@ def test_a_repeated_prefetch_is_answered_from_the_memo(client: TestClient, paddi
     """Also when the calls bring enough resources to be computed in a worker thread: what such a
     call learnt is remembered once it is done, and its lookups are counted."""
     in_thread = []
-    facts = off_loop.FactsThread.facts
+    facts = off_loop.FactsRunner.in_thread
 
-    async def counted(self: off_loop.FactsThread, compute: Any) -> Any:
+    async def counted(self: off_loop.FactsRunner, compute: Any) -> Any:
         in_thread.append(compute)
         return await facts(self, compute)
 
-    monkeypatch.setattr(off_loop.FactsThread, "facts", counted)  # counts, and computes as ever
+    monkeypatch.setattr(off_loop.FactsRunner, "in_thread", counted)  # counts, and computes as ever
     first = _call(client, padding=padding)
     assert len(in_thread) == (1 if padding else 0)
     metrics = client.get("/metrics").text
