@@ -82,20 +82,20 @@ class CallFacts:
     """One call's way to its facts (``FactsRunner.call``): inside ``async with``, a call with a large
     body holds the turn. A plain class, not a generator context manager: typical calls pay for it too."""
 
-    __slots__ = ("_large_body", "_thread")
+    __slots__ = ("_large_body", "_runner")
 
-    def __init__(self, thread: FactsRunner, *, large_body: bool) -> None:
-        self._thread = thread
+    def __init__(self, runner: FactsRunner, *, large_body: bool) -> None:
+        self._runner = runner
         self._large_body = large_body
 
     async def __aenter__(self) -> CallFacts:
         if self._large_body:
-            await self._thread.turn.acquire()
+            await self._runner.turn.acquire()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._large_body:
-            self._thread.turn.release()
+            self._runner.turn.release()
 
     async def compute(self, compute: Callable[..., PatientFacts], *, resources: int, size_bytes: int) -> PatientFacts:
-        return await self._thread.compute(compute, resources=resources, size_bytes=size_bytes, holding_turn=self._large_body)
+        return await self._runner.compute(compute, resources=resources, size_bytes=size_bytes, holding_turn=self._large_body)
