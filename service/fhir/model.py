@@ -21,8 +21,9 @@ class Evidence:
     resource_type: str
     resource_id: str | None
     label: str  # what it is, for a clinician: "Osteoarthritis of knee (SNOMED 239873007)"
-    date: date | None = None  # onset, effective or recorded date, whichever the fact used
+    date: date | None = None  # onset, effective or recorded date, whichever the fact used ...
     value: str | None = None  # "27.9 kg/m2", "89.7 kg"
+    dated: str | None = None  # ... and which it is, for the card: "onset", "recorded", "measured", "issued"
 
     @property
     def reference(self) -> str | None:

@@ -136,9 +136,10 @@ class ConditionRecord:
     active: bool
     onset: date | None  # as written
     onset_due: date | None  # the first evaluation date it has happened on (``When.due``)
+    onset_dated: str | None = None  # "onset", or "recorded" when only recordedDate dates it
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
-        return Evidence("Condition", self.resource_id, pick_label(self.labels, concepts), self.onset)
+        return Evidence("Condition", self.resource_id, pick_label(self.labels, concepts), self.onset, dated=self.onset_dated)
 
 
 def read_condition(
@@ -159,6 +160,7 @@ def read_condition(
     clinically_active = bool(codes & statuses.condition_active_clinical) if codes else not _states_anything(clinical)
     resource_id = resource.get("id")
     onset = _onset(resource, birth)
+    recorded = onset is None and (onset := parse_when(resource.get("recordedDate"))) is not None
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,
         labels=_labels(resource.get("code"), matcher, concepts),
@@ -166,11 +168,13 @@ def read_condition(
         active=usable and clinically_active and not _abated(resource, today),
         onset=onset.day if onset else None,
         onset_due=onset.due if onset else None,
+        onset_dated=None if onset is None else "recorded" if recorded else "onset",
     )
 
 
 def _onset(resource: _Resource, birth: date | None) -> When | None:
-    """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date, else recordedDate."""
+    """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date (else the
+    caller takes recordedDate, and says so on the card)."""
     onset = parse_when(resource.get("onsetDateTime"))
     if onset is not None:
         return onset
@@ -184,7 +188,7 @@ def _onset(resource: _Resource, birth: date | None) -> When | None:
         reached = add_age(birth, age)
         if reached is not None:
             return day_when(reached)
-    return parse_when(resource.get("recordedDate"))
+    return None
 
 
 def _abated(resource: _Resource, today: date) -> bool:
@@ -223,7 +227,7 @@ class FamilyHistoryRecord:
     recorded: date | None
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
-        return Evidence("FamilyMemberHistory", self.resource_id, pick_label(self.labels, concepts), self.recorded)
+        return Evidence("FamilyMemberHistory", self.resource_id, pick_label(self.labels, concepts), self.recorded, dated="recorded")
 
 
 def read_family_history(
@@ -299,14 +303,15 @@ class Measurement:
     def evidence(self, matcher: CodeMatcher, concepts: Mapping[str, Concept]) -> Evidence:
         """Labelled and shown only when used: most readings of a long history never are."""
         label = pick_label(_labels(self.resource.get("code"), matcher, concepts), (self.concept,))
-        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown())
+        dated = "issued" if _effective(self.resource, Moments()) is None else "measured"  # as read_measurement chose
+        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown(), dated)
 
     def shown(self) -> str:
         """As written, then in the unit clinicians read: "185 lbs (83.9 kg)"."""
         shown_unit, shown_factor = _SHOWN_IN[self.unit.quantity]
         unit_code = self.unit.code
         unit_text = _string(self.resource.get("valueQuantity", {}).get("unit"))
-        written = f"{_number(self.written)} {unit_text or unit_code}"
+        written = f"{_number(self.written)} {unit_text or self.unit.label}"
         if unit_code == shown_unit:
             return written
         return f"{written} ({_number(self.value * shown_factor)} {shown_unit})"
@@ -356,7 +361,7 @@ def read_measurement(  # called positionally per reading: keywords cost 0.1 us a
             accepted = ", ".join(definition.units)
             return Unusable(f"unit '{unit_code}' is not one accepted for {name} ({accepted}); ignored, not guessed")
     # effectiveDateTime first, here: the usual case without a call (0.15 us a reading)
-    when = moments.of(resource.get("effectiveDateTime")) or _effective_otherwise(resource, moments)
+    when = moments.of(resource.get("effectiveDateTime")) or _effective(resource, moments) or moments.of(resource.get("issued"))
     if when is None:
         return Unusable("no effective date (effective[x] or issued)")
     resource_id = resource.get("id")
@@ -384,17 +389,15 @@ def _number_problem(number: object) -> Unusable | None:
     return None if positive else Unusable(f"value {number} is not a measurement (must be positive)")
 
 
-def _effective_otherwise(resource: _Resource, moments: Moments) -> When | None:
-    """With no readable effectiveDateTime: effectiveInstant / effectivePeriod.start (or end), else issued."""
-    when = moments.of(resource.get("effectiveInstant"))
+def _effective(resource: _Resource, moments: Moments) -> When | None:
+    """effectiveDateTime, effectiveInstant, or effectivePeriod.start (or end): when it was measured."""
+    when = moments.of(resource.get("effectiveDateTime")) or moments.of(resource.get("effectiveInstant"))
     if when is not None:
         return when
     period = resource.get("effectivePeriod")
     if isinstance(period, _JSON_OBJECT):
-        when = moments.of(period.get("start")) or moments.of(period.get("end"))
-        if when is not None:
-            return when
-    return moments.of(resource.get("issued"))
+        return moments.of(period.get("start")) or moments.of(period.get("end"))
+    return None
 
 
 def _number(value: Decimal) -> str:

@@ -24,6 +24,12 @@ class Unit:
     code: str
     quantity: str  # "mass", "length", "body_mass_index"
     factor: Decimal
+    shown_as: str = ""  # how a clinician writes it, when not as its code: "lb", not "[lb_av]"
+
+    @property
+    def label(self) -> str:
+        """For a card, when the resource gives no unit text of its own."""
+        return self.shown_as or self.code
 
     def to_canonical(self, value: Decimal) -> Decimal:
         return value * self.factor
@@ -34,10 +40,10 @@ _UNITS: dict[str, Unit] = {
     for unit in (
         Unit("kg", "mass", Decimal(1)),
         Unit("g", "mass", Decimal("0.001")),
-        Unit("[lb_av]", "mass", Decimal("0.45359237")),  # international avoirdupois pound
+        Unit("[lb_av]", "mass", Decimal("0.45359237"), "lb"),  # international avoirdupois pound
         Unit("cm", "length", Decimal("0.01")),
         Unit("m", "length", Decimal(1)),
-        Unit("[in_i]", "length", Decimal("0.0254")),  # international inch
+        Unit("[in_i]", "length", Decimal("0.0254"), "in"),  # international inch
         Unit("kg/m2", "body_mass_index", Decimal(1)),
     )
 }

@@ -282,3 +282,13 @@ def test_a_bmi_just_under_the_threshold_reads_as_under_it_on_the_card() -> None:
 )
 def test_values_show_as_they_were_rounded(value: float, text: str) -> None:
     assert format_value(value) == text
+
+
+def test_an_evidence_date_says_what_it_is() -> None:
+    """"onset 2011-10-03", not a bare date a clinician could read as the day it was charted."""
+    onset = Evidence("Condition", "oa", "Osteoarthritis of knee (SNOMED 239873007)", date(2011, 10, 3), dated="onset")
+    bare = Evidence("Condition", "kp", "Knee pain", date(2024, 4, 1))  # a fact that does not say which date it used
+    card = _card("knee-pain-back-risk", "knee_complaint", overrides={"knee_complaint": Fact("knee_complaint", True, (onset, bare))})
+    lines = (card.detail or "").splitlines()
+    assert "  - `Condition/oa`: Osteoarthritis of knee (SNOMED 239873007), onset 2011-10-03" in lines
+    assert "  - `Condition/kp`: Knee pain, 2024-04-01" in lines

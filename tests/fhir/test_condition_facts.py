@@ -59,6 +59,26 @@ def test_evidence_names_the_condition_with_its_display(definitions: FactDefiniti
     assert evidence.reference == "Condition/oa1"
     assert evidence.label == "Osteoarthritis of knee (SNOMED 239873007)"
     assert str(evidence.date) == "2011-10-03"
+    assert evidence.dated == "onset"
+
+
+@pytest.mark.parametrize(
+    ("dates", "day", "dated"),
+    [
+        ({"onsetPeriod": {"start": "2011-10-03"}}, "2011-10-03", "onset"),
+        ({"onsetAge": {"value": 50, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}, "2010-03-01", "onset"),
+        ({"recordedDate": "2019-06-30"}, "2019-06-30", "recorded"),
+        ({"onsetDateTime": "2011-10-03", "recordedDate": "2019-06-30"}, "2011-10-03", "onset"),
+        ({}, None, None),
+    ],
+)
+def test_evidence_says_whether_its_date_is_the_onset_or_the_day_it_was_recorded(
+    definitions: FactDefinitions, dates: dict[str, Any], day: str | None, dated: str | None
+) -> None:
+    """Old charts record a condition years after it began: a card must not show one as the other."""
+    oa = condition(KNEE_OA, onset=None, **dates)
+    (evidence,) = facts_of(definitions, oa).facts["knee_arthritis"].evidence
+    assert (str(evidence.date) if evidence.date else None, evidence.dated) == (day, dated)
 
 
 def test_label_falls_back_to_text_then_concept(definitions: FactDefinitions) -> None:

@@ -41,6 +41,7 @@ def test_family_history_evidence_names_the_relative(definitions: FactDefinitions
     assert evidence.reference == "FamilyMemberHistory/fmh"
     assert evidence.label == "Father: Osteoarthritis of knee (SNOMED 239873007)"
     assert str(evidence.date) == "2020-05-01"
+    assert evidence.dated == "recorded"  # FamilyMemberHistory.date: when it was recorded
 
 
 @pytest.mark.parametrize(

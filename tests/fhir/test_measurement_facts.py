@@ -46,8 +46,27 @@ def test_newest_measured_bmi(definitions: FactDefinitions) -> None:
     (evidence,) = fact.evidence
     assert evidence.reference == "Observation/b2" and evidence.value == "27.9 kg/m2" and evidence.date == date(2024, 2, 23)
     assert evidence.label == "Body mass index (LOINC 39156-5)"  # no display: the concept's label
+    assert evidence.dated == "measured"
     excess = facts.facts["excess_weight"]
     assert excess.holds and excess.values == {"bmi": 27.9} and excess.evidence == fact.evidence
+
+
+@pytest.mark.parametrize(
+    ("dates", "dated"),
+    [
+        ({"effectiveDateTime": "2024-02-23"}, "measured"),
+        ({"effectivePeriod": {"start": "2024-02-23T10:00:00Z"}}, "measured"),
+        ({"effectiveInstant": "2024-02-23T10:00:00Z", "issued": "2024-02-25T10:00:00Z"}, "measured"),
+        ({"issued": "2024-02-23T10:00:00Z"}, "issued"),  # no effective[x]: the day the result was issued
+    ],
+)
+def test_evidence_says_whether_its_date_is_when_it_was_measured_or_issued(
+    definitions: FactDefinitions, dates: dict[str, Any], dated: str
+) -> None:
+    reading = bmi(27.9, "2024-02-23")
+    del reading["effectiveDateTime"]
+    (evidence,) = facts_of(definitions, {**reading, **dates}).facts["bmi"].evidence
+    assert (evidence.date, evidence.dated) == (date(2024, 2, 23), dated)
 
 
 # -1: dated tomorrow, which is today east of UTC; -2 is in the future everywhere.
@@ -136,6 +155,10 @@ def test_pounds_and_inches_are_converted(definitions: FactDefinitions) -> None:
     assert fact.evidence[0].label == "Body Weight (LOINC 29463-7)"
     # The real height example alone is from 1999: outside the window on 2017-01-01.
     assert not facts_of(definitions, example, pounds, inches, patient_id="example", today=date(2017, 1, 1)).holds("bmi")
+    # Without unit text of their own, the units read as a clinician writes them, not as UCUM codes.
+    untitled = [{**reading, "valueQuantity": {k: v for k, v in reading["valueQuantity"].items() if k != "unit"}} for reading in (pounds, inches_2016)]
+    facts = facts_of(definitions, example, *untitled, patient_id="example", today=date(2017, 1, 1))
+    assert [e.value for e in facts.facts["bmi"].evidence] == ["185 lb (83.9 kg)", "66.9 in (169.9 cm)"]
 
 
 def test_grams_and_metres(definitions: FactDefinitions) -> None:
