@@ -44,7 +44,7 @@ class FactsRunner:
     def __init__(self, memo: ValidationMemo) -> None:
         self._memo = memo
         self.turn = Lock()  # held by the one large call whose facts are being computed (or parsed, see call())
-        self._limiter = CapacityLimiter(1)  # only the turn's holder uses it: always free
+        self._limiter = CapacityLimiter(1)  # the turn already lets one call at a time in: a second guard, not the first
 
     def call(self, *, sent_bytes: int) -> CallFacts:
         """Where one hook call's facts are computed, entered (``async with``) before its body is parsed.
@@ -52,28 +52,26 @@ class FactsRunner:
         A call whose body alone makes it large waits there for its turn, holding its raw bytes: a
         parsed prefetch takes about seven times its bytes (4.3 MB of Conditions, 29 MB), and 16 such
         calls waiting parsed took the worker to 580 MB. It keeps the turn until its facts are done,
-        through any fetch from its FHIR server, which a body that large rarely needs.
+        through any fetch from its FHIR server: other large calls then wait for that too, at most
+        CDS_FHIR_TIMEOUT_SECONDS more. A body that large rarely leaves prefetch to fetch, and giving
+        the turn up meanwhile would leave the call waiting for it again, parsed.
         """
         return CallFacts(self, large_body=is_large(resources=0, size_bytes=sent_bytes))
 
-    async def compute(
-        self, compute: Callable[..., PatientFacts], *, resources: int, size_bytes: int, holding_turn: bool
-    ) -> PatientFacts:
-        """``compute(memo=...)`` for a call that brought ``resources`` and ``size_bytes`` (sent and
-        fetched): on the loop unless that is large. A call found large only now (many small
-        resources, or a large fetch) waits for its turn here."""
+    async def compute(self, facts_of: Callable[..., PatientFacts], *, resources: int, size_bytes: int) -> PatientFacts:
+        """``facts_of(memo=...)`` for a call that does not hold the turn and brought ``resources`` and
+        ``size_bytes`` (sent and fetched): on the loop unless that is large. A call found large only
+        now (many small resources, or a large fetch) waits for its turn here."""
         if not is_large(resources=resources, size_bytes=size_bytes):
-            return compute(memo=self._memo)
-        if holding_turn:
-            return await self.in_thread(compute)
+            return facts_of(memo=self._memo)
         async with self.turn:
-            return await self.in_thread(compute)
+            return await self.in_thread(facts_of)
 
-    async def in_thread(self, compute: Callable[..., PatientFacts]) -> PatientFacts:
-        """``compute(memo=...)`` in the thread, in the caller's turn; the validation outcomes it learnt
+    async def in_thread(self, facts_of: Callable[..., PatientFacts]) -> PatientFacts:
+        """``facts_of(memo=...)`` in the thread, in the caller's turn; the validation outcomes it learnt
         are added to the memo afterwards, back on the loop's thread, the only one that changes it."""
         learnt = self._memo.for_worker_thread()
-        facts = await to_thread.run_sync(partial(compute, memo=learnt), limiter=self._limiter)
+        facts = await to_thread.run_sync(partial(facts_of, memo=learnt), limiter=self._limiter)
         self._memo.remember(learnt)
         return facts
 
@@ -97,5 +95,8 @@ class CallFacts:
         if self._large_body:
             self._runner.turn.release()
 
-    async def compute(self, compute: Callable[..., PatientFacts], *, resources: int, size_bytes: int) -> PatientFacts:
-        return await self._runner.compute(compute, resources=resources, size_bytes=size_bytes, holding_turn=self._large_body)
+    async def compute(self, facts_of: Callable[..., PatientFacts], *, resources: int, size_bytes: int) -> PatientFacts:
+        """As ``FactsRunner.compute``; a call with a large body is large whatever it brought, and has its turn."""
+        if self._large_body:
+            return await self._runner.in_thread(facts_of)
+        return await self._runner.compute(facts_of, resources=resources, size_bytes=size_bytes)

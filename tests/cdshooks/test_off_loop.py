@@ -55,7 +55,7 @@ async def test_large_calls_are_computed_one_at_a_time_off_the_loop_and_remembere
 
     async def large_call(number: int) -> None:
         await runner.compute(
-            lambda memo: compute(memo=memo, number=number), resources=OFF_LOOP_RESOURCES + 1, size_bytes=0, holding_turn=False
+            lambda memo: compute(memo=memo, number=number), resources=OFF_LOOP_RESOURCES + 1, size_bytes=0
         )
 
     async with anyio.create_task_group() as group:
@@ -83,6 +83,28 @@ async def test_a_call_that_is_not_large_is_computed_on_the_loop_with_the_memo() 
     assert seen == [(threading.get_ident(), memo)]
 
 
+async def test_a_call_found_large_only_by_what_it_brought_waits_for_the_turn_and_a_small_one_does_not() -> None:
+    """While another call holds the turn (parsing a large body, say), a call of 1,001 small
+    resources waits to compute its facts; a typical call is answered at once."""
+    runner = FactsRunner(ValidationMemo(100))
+    done: list[str] = []
+
+    async def call(name: str, resources: int) -> None:
+        async with runner.call(sent_bytes=1000) as call_facts:
+            await call_facts.compute(_no_facts, resources=resources, size_bytes=1000)
+        done.append(name)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            await runner.turn.acquire()
+            group.start_soon(call, "many small resources", OFF_LOOP_RESOURCES + 1)
+            group.start_soon(call, "typical", 36)
+            await anyio.sleep(0.05)
+            assert done == ["typical"]
+            runner.turn.release()
+    assert done == ["typical", "many small resources"]
+
+
 async def test_a_call_with_a_large_body_holds_the_turn_from_entering_to_leaving() -> None:
     """The second waits to enter, so it parses nothing meanwhile; the first computes in its turn
     without waiting for it again."""
@@ -96,7 +118,7 @@ async def test_a_call_with_a_large_body_holds_the_turn_from_entering_to_leaving(
             await call.compute(_no_facts, resources=1, size_bytes=OFF_LOOP_BYTES + 1)
             events.append(f"{name} computed")
 
-    with anyio.fail_after(5):  # a turn taken twice by one call would wait for ever
+    with anyio.fail_after(5):  # a second wait for the turn would have to wait for the first call to leave
         async with anyio.create_task_group() as group:
             group.start_soon(large_body, "first")
             await anyio.sleep(0.005)
@@ -146,3 +168,24 @@ async def test_concurrent_calls_with_large_bodies_are_parsed_one_after_another(
                 for _ in range(3):
                     group.start_soon(post)
     assert events == ["parse", "facts"] * 3
+
+
+async def test_a_large_call_that_fails_gives_the_turn_back(make_settings: SettingsFactory) -> None:
+    """Every way a call with a large body can fail inside its turn (bad JSON, not a hook request, a
+    hook the service does not serve, a Host no link can start with) leaves the turn to the next."""
+    good = _large_body()
+    failing = [
+        good[:-1],
+        good.replace(b'"hookInstance"', b'"hookInstanceX"', 1),
+        good.replace(b'"patient-view"', b'"order-select"', 1),
+    ]
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+            path, headers = "/cds-services/back-knee-risk-factors", {"content-type": "application/json"}
+            with anyio.fail_after(30):  # a turn kept by a failed call leaves the last one waiting
+                for body in failing:
+                    assert (await client.post(path, content=body, headers=headers)).status_code == 400
+                bad_host = await client.post(path, content=good, headers={**headers, "host": "bad host"})
+                assert bad_host.status_code == 400, bad_host.text
+                assert (await client.post(path, content=good, headers=headers)).status_code == 200
