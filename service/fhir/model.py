@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Literal
 
-__all__ = ["Evidence", "Fact", "PatientFacts"]
+__all__ = ["Dated", "Evidence", "Fact", "PatientFacts"]
+
+# What an evidence date is: a Condition's onset or the day it was recorded, an Observation's
+# effective (measured) or issued time, a FamilyMemberHistory's recorded date.
+Dated = Literal["onset", "recorded", "measured", "issued"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +28,7 @@ class Evidence:
     label: str  # what it is, for a clinician: "Osteoarthritis of knee (SNOMED 239873007)"
     date: date | None = None  # onset, effective or recorded date, whichever the fact used ...
     value: str | None = None  # "27.9 kg/m2", "89.7 kg"
-    dated: str | None = None  # ... and which it is, for the card: "onset", "recorded", "measured", "issued"
+    dated: Dated | None = None  # ... and which it is, for the card
 
     @property
     def reference(self) -> str | None:

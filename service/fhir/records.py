@@ -17,7 +17,7 @@ from typing import Any
 from service.fhir.codes import CodeMatcher
 from service.fhir.dates import Moments, When, add_age, birth_date, day_when, first_day, parse_when
 from service.fhir.definitions import ObservationDefinition, Statuses
-from service.fhir.model import Evidence
+from service.fhir.model import Dated, Evidence
 from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, shown
 from service.fhir.valuesets import Concept
 
@@ -136,7 +136,7 @@ class ConditionRecord:
     active: bool
     onset: date | None  # as written
     onset_due: date | None  # the first evaluation date it has happened on (``When.due``)
-    onset_dated: str | None = None  # "onset", or "recorded" when only recordedDate dates it
+    onset_dated: Dated | None = None  # "onset", or "recorded" when only recordedDate dates it
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
         return Evidence("Condition", self.resource_id, pick_label(self.labels, concepts), self.onset, dated=self.onset_dated)
@@ -159,8 +159,7 @@ def read_condition(
     # codings) says nothing, as if absent. The usual coded status is decided by its codes alone.
     clinically_active = bool(codes & statuses.condition_active_clinical) if codes else not _states_anything(clinical)
     resource_id = resource.get("id")
-    onset = _onset(resource, birth)
-    recorded = onset is None and (onset := parse_when(resource.get("recordedDate"))) is not None
+    onset, dated = _onset(resource, birth)
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,
         labels=_labels(resource.get("code"), matcher, concepts),
@@ -168,27 +167,28 @@ def read_condition(
         active=usable and clinically_active and not _abated(resource, today),
         onset=onset.day if onset else None,
         onset_due=onset.due if onset else None,
-        onset_dated=None if onset is None else "recorded" if recorded else "onset",
+        onset_dated=dated,
     )
 
 
-def _onset(resource: _Resource, birth: date | None) -> When | None:
-    """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date (else the
-    caller takes recordedDate, and says so on the card)."""
+def _onset(resource: _Resource, birth: date | None) -> tuple[When | None, Dated | None]:
+    """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date, else
+    recordedDate; and which it was, for the card ("onset" or "recorded")."""
     onset = parse_when(resource.get("onsetDateTime"))
     if onset is not None:
-        return onset
+        return onset, "onset"
     period = resource.get("onsetPeriod")
     if isinstance(period, _JSON_OBJECT):
         onset = parse_when(period.get("start"))
         if onset is not None:
-            return onset
+            return onset, "onset"
     age = resource.get("onsetAge")
     if isinstance(age, _JSON_OBJECT) and birth is not None:
         reached = add_age(birth, age)
         if reached is not None:
-            return day_when(reached)
-    return None
+            return day_when(reached), "onset"
+    recorded = parse_when(resource.get("recordedDate"))
+    return recorded, None if recorded is None else "recorded"
 
 
 def _abated(resource: _Resource, today: date) -> bool:
@@ -303,8 +303,7 @@ class Measurement:
     def evidence(self, matcher: CodeMatcher, concepts: Mapping[str, Concept]) -> Evidence:
         """Labelled and shown only when used: most readings of a long history never are."""
         label = pick_label(_labels(self.resource.get("code"), matcher, concepts), (self.concept,))
-        dated = "issued" if _effective(self.resource, Moments()) is None else "measured"  # as read_measurement chose
-        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown(), dated)
+        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown(), _dated_by(self.resource))
 
     def shown(self) -> str:
         """As written, then in the unit clinicians read: "185 lbs (83.9 kg)"."""
@@ -360,7 +359,8 @@ def read_measurement(  # called positionally per reading: keywords cost 0.1 us a
         if unit is None:
             accepted = ", ".join(definition.units)
             return Unusable(f"unit '{unit_code}' is not one accepted for {name} ({accepted}); ignored, not guessed")
-    # effectiveDateTime first, here: the usual case without a call (0.15 us a reading)
+    # effectiveDateTime first, here: the usual case without a call (0.15 us a reading). Which of
+    # the two it was is worked out again (``_dated_by``) only for the readings a card shows.
     when = moments.of(resource.get("effectiveDateTime")) or _effective(resource, moments) or moments.of(resource.get("issued"))
     if when is None:
         return Unusable("no effective date (effective[x] or issued)")
@@ -387,6 +387,11 @@ def _number_problem(number: object) -> Unusable | None:
     else:
         positive = 0 < number < _INFINITY
     return None if positive else Unusable(f"value {number} is not a measurement (must be positive)")
+
+
+def _dated_by(resource: _Resource) -> Dated:
+    """Whether a reading's date (``read_measurement``) is when it was measured, or when it was issued."""
+    return "issued" if _effective(resource, Moments()) is None else "measured"
 
 
 def _effective(resource: _Resource, moments: Moments) -> When | None:
