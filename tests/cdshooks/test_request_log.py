@@ -151,6 +151,10 @@ def test_each_of_several_workers_writes_json_lines_and_request_lines(tmp_path: P
     log_path = tmp_path / "server.log"
     with serve(env, log_path=log_path, workers=2) as served:
         statuses = [httpx.post(served.base_url + URL, json=hook_request(prefetch=EMPTY_PREFETCH)).status_code for _ in range(4)]
+        # serve() waits for one worker to answer; on a slow machine the other may still be starting.
+        deadline = time.monotonic() + 20
+        while log_path.read_text().count("AUTHENTICATION IS OFF") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert statuses == [200] * 4
     text = log_path.read_text()
     assert [line for line in text.splitlines() if not line.startswith("{")] == [], "every line JSON (CDS_LOG_FORMAT)"

@@ -10,6 +10,7 @@ each patient; the reasoning per patient is in the comments below).
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,10 +77,11 @@ def _patient_id(resources: list[dict[str, Any]]) -> str:
 
 
 @pytest.fixture(scope="module")
-def service_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def service_client(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite_template: Path) -> Iterator[TestClient]:
     from service.settings import Settings
 
     directory = tmp_path_factory.mktemp("e2e")
+    shutil.copyfile(migrated_sqlite_template, directory / "cds.sqlite3")  # else shutdown waits 5 s to write the audit
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url=f"sqlite:///{directory / 'cds.sqlite3'}",

@@ -14,6 +14,7 @@ with the same cards (rule, indicator, summary) as for the conformant call:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,11 +67,12 @@ def _prefetch(templates: dict[str, str], group: Group, *, style: str) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def careless_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def careless_client(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite_template: Path) -> Iterator[TestClient]:
     from service.app import create_app
     from service.settings import Settings
 
     directory = tmp_path_factory.mktemp("careless")
+    shutil.copyfile(migrated_sqlite_template, directory / "cds.sqlite3")  # else shutdown waits 5 s to write the audit
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, database_url=f"sqlite:///{directory / 'cds.sqlite3'}", auth="off",
         patient_key="careless-patient-key-0123456789", log_format="text",
