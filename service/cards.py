@@ -241,7 +241,7 @@ def _evidence_line(evidence: Evidence) -> str:
         line = f"{_escape(evidence.resource_type)} (no id): {_escape(label)}"
     # The label may already say the date or value ("Birth date 1958-02-24"): say each once. A date
     # says what it is: an onset and the day a Condition was charted differ by years in old charts.
-    if evidence.date is not None and (day := evidence.date.isoformat()) not in label:
+    if evidence.date is not None and (day := evidence.day_shown or evidence.date.isoformat()) not in label:
         line += f", {evidence.dated} {day}" if evidence.dated else f", {day}"
     if evidence.value and evidence.value not in label:
         line += f", {_escape(evidence.value)}"

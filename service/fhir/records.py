@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.fhir.codes import CodeMatcher
-from service.fhir.dates import Moments, When, add_age, birth_date, day_when, first_day, parse_when
+from service.fhir.dates import Moments, When, add_age, age_text, birth_date, day_when, first_day, parse_when, partial_date_text
 from service.fhir.definitions import ObservationDefinition, Statuses
 from service.fhir.model import Dated, Evidence
 from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, shown
@@ -137,9 +137,11 @@ class ConditionRecord:
     onset: date | None  # as written
     onset_due: date | None  # the first evaluation date it has happened on (``When.due``)
     onset_dated: Dated | None = None  # "onset", or "recorded" when only recordedDate dates it
+    onset_shown: str | None = None  # how a card shows it, when not as its day: "2011", "at age 50 (2010-03-01)"
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
-        return Evidence("Condition", self.resource_id, pick_label(self.labels, concepts), self.onset, dated=self.onset_dated)
+        label = pick_label(self.labels, concepts)
+        return Evidence("Condition", self.resource_id, label, self.onset, dated=self.onset_dated, day_shown=self.onset_shown)
 
 
 def read_condition(
@@ -159,7 +161,7 @@ def read_condition(
     # codings) says nothing, as if absent. The usual coded status is decided by its codes alone.
     clinically_active = bool(codes & statuses.condition_active_clinical) if codes else not _states_anything(clinical)
     resource_id = resource.get("id")
-    onset, dated = _onset(resource, birth)
+    onset, dated, shown = _onset(resource, birth)
     return ConditionRecord(
         resource_id=resource_id if isinstance(resource_id, str) else None,
         labels=_labels(resource.get("code"), matcher, concepts),
@@ -168,27 +170,32 @@ def read_condition(
         onset=onset.day if onset else None,
         onset_due=onset.due if onset else None,
         onset_dated=dated,
+        onset_shown=shown,
     )
 
 
-def _onset(resource: _Resource, birth: date | None) -> tuple[When | None, Dated | None]:
+_UNDATED: tuple[None, None, None] = (None, None, None)
+
+
+def _onset(resource: _Resource, birth: date | None) -> tuple[When, Dated, str | None] | tuple[None, None, None]:
     """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date, else
-    recordedDate; and which it was, for the card ("onset" or "recorded")."""
-    onset = parse_when(resource.get("onsetDateTime"))
-    if onset is not None:
-        return onset, "onset"
-    period = resource.get("onsetPeriod")
-    if isinstance(period, _JSON_OBJECT):
-        onset = parse_when(period.get("start"))
-        if onset is not None:
-            return onset, "onset"
+    recordedDate; which of them it is, and how a card shows it when not as its day (a partial date
+    as written, an age as the age). A plain tuple: every Condition of every call is read here."""
+    written = resource.get("onsetDateTime")
+    onset = parse_when(written)
+    if onset is None and isinstance(period := resource.get("onsetPeriod"), _JSON_OBJECT):
+        written = period.get("start")
+        onset = parse_when(written)
+    if onset is not None:  # a whole date or dateTime is ten characters or more: no call for the usual case
+        return onset, "onset", partial_date_text(written) if len(written) < 10 else None  # type: ignore[arg-type]
     age = resource.get("onsetAge")
     if isinstance(age, _JSON_OBJECT) and birth is not None:
         reached = add_age(birth, age)
-        if reached is not None:
-            return day_when(reached), "onset"
-    recorded = parse_when(resource.get("recordedDate"))
-    return recorded, None if recorded is None else "recorded"
+        if reached is not None:  # a day worked out, not written: the card says how
+            return day_when(reached), "onset", f"at {age_text(age)} ({reached.isoformat()})"
+    written = resource.get("recordedDate")
+    recorded = parse_when(written)
+    return _UNDATED if recorded is None else (recorded, "recorded", partial_date_text(written))
 
 
 def _abated(resource: _Resource, today: date) -> bool:
@@ -225,9 +232,11 @@ class FamilyHistoryRecord:
     resource_id: str | None
     labels: Mapping[str, str]  # concept -> "Father: Osteoarthritis of knee (SNOMED 239873007)"
     recorded: date | None
+    recorded_shown: str | None = None  # a partial date as written ("2020-05")
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
-        return Evidence("FamilyMemberHistory", self.resource_id, pick_label(self.labels, concepts), self.recorded, dated="recorded")
+        label = pick_label(self.labels, concepts)
+        return Evidence("FamilyMemberHistory", self.resource_id, label, self.recorded, dated="recorded", day_shown=self.recorded_shown)
 
 
 def read_family_history(
@@ -250,6 +259,7 @@ def read_family_history(
         resource_id=resource_id if isinstance(resource_id, str) else None,
         labels=labels,
         recorded=first_day(resource.get("date")),
+        recorded_shown=partial_date_text(resource.get("date")),
     )
 
 

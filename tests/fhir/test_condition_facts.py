@@ -62,23 +62,32 @@ def test_evidence_names_the_condition_with_its_display(definitions: FactDefiniti
     assert evidence.dated == "onset"
 
 
+AGE_50 = {"value": 50, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}
+AGE_6_MONTHS = {"value": 6, "unit": "mo", "system": "http://unitsofmeasure.org", "code": "mo"}
+
+
 @pytest.mark.parametrize(
-    ("dates", "day", "dated"),
+    ("dates", "day", "dated", "shown"),
     [
-        ({"onsetPeriod": {"start": "2011-10-03"}}, "2011-10-03", "onset"),
-        ({"onsetAge": {"value": 50, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}, "2010-03-01", "onset"),
-        ({"recordedDate": "2019-06-30"}, "2019-06-30", "recorded"),
-        ({"onsetDateTime": "2011-10-03", "recordedDate": "2019-06-30"}, "2011-10-03", "onset"),
-        ({}, None, None),
+        ({"onsetPeriod": {"start": "2011-10-03"}}, "2011-10-03", "onset", None),
+        ({"onsetAge": AGE_50}, "2010-03-01", "onset", "at age 50 (2010-03-01)"),  # born 1960-03-01
+        ({"onsetAge": AGE_6_MONTHS}, "1960-09-01", "onset", "at age 6 months (1960-09-01)"),
+        ({"recordedDate": "2019-06-30"}, "2019-06-30", "recorded", None),
+        ({"onsetDateTime": "2011-10-03", "recordedDate": "2019-06-30"}, "2011-10-03", "onset", None),
+        ({"onsetDateTime": "2011"}, "2011-01-01", "onset", "2011"),  # partial: as written, not as its first day
+        ({"onsetPeriod": {"start": "2011-03"}}, "2011-03-01", "onset", "2011-03"),
+        ({"recordedDate": "2019"}, "2019-01-01", "recorded", "2019"),
+        ({}, None, None, None),
     ],
 )
 def test_evidence_says_whether_its_date_is_the_onset_or_the_day_it_was_recorded(
-    definitions: FactDefinitions, dates: dict[str, Any], day: str | None, dated: str | None
+    definitions: FactDefinitions, dates: dict[str, Any], day: str | None, dated: str | None, shown: str | None
 ) -> None:
-    """Old charts record a condition years after it began: a card must not show one as the other."""
+    """Old charts record a condition years after it began: a card must not show one as the other,
+    nor a year as the first of January."""
     oa = condition(KNEE_OA, onset=None, **dates)
     (evidence,) = facts_of(definitions, oa).facts["knee_arthritis"].evidence
-    assert (str(evidence.date) if evidence.date else None, evidence.dated) == (day, dated)
+    assert (str(evidence.date) if evidence.date else None, evidence.dated, evidence.day_shown) == (day, dated, shown)
 
 
 def test_label_falls_back_to_text_then_concept(definitions: FactDefinitions) -> None:

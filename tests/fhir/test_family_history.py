@@ -42,6 +42,7 @@ def test_family_history_evidence_names_the_relative(definitions: FactDefinitions
     assert evidence.label == "Father: Osteoarthritis of knee (SNOMED 239873007)"
     assert str(evidence.date) == "2020-05-01"
     assert evidence.dated == "recorded"  # FamilyMemberHistory.date: when it was recorded
+    assert evidence.day_shown == "2020-05"  # as written, not as its first day
 
 
 @pytest.mark.parametrize(
