@@ -25,14 +25,14 @@ __all__ = ["BmiResult", "WeightGain", "determine_bmi", "newest_within", "weight_
 _Valid = Callable[[Measurement], bool]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per call: not frozen (see Evidence)
 class BmiResult:
     value: Decimal  # kg/m2, unrounded
     source: str  # "measured" or "computed"
     evidence: tuple[Measurement, ...]  # the BMI Observation, or the weight and the height
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per call: not frozen (see Evidence)
 class WeightGain:
     newest: Measurement
     lowest: Measurement

@@ -100,7 +100,7 @@ def pick_label(labels: Mapping[str, str], wanted: Iterable[str]) -> str:
 # --- Patient ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per call: not frozen (see Evidence)
 class PatientRecord:
     resource_id: str | None
     birth_date: date | None  # a partial birth date is its last possible day
@@ -128,7 +128,7 @@ def says_deceased(resource: _Resource) -> bool:
 # --- Condition --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per call: not frozen (see Evidence)
 class ConditionRecord:
     resource_id: str | None
     labels: Mapping[str, str]  # concept -> label; its keys are the concepts it is coded as
@@ -187,7 +187,7 @@ def _onset(resource: _Resource, birth: date | None) -> tuple[When, Dated, str | 
         written = period.get("start")
         onset = parse_when(written)
     if onset is not None:  # a whole date or dateTime is ten characters or more: no call for the usual case
-        return onset, "onset", partial_date_text(written) if len(written) < 10 else None  # type: ignore[arg-type]
+        return onset, "onset", partial_date_text(written) if len(written) < 10 else None
     age = resource.get("onsetAge")
     if isinstance(age, _JSON_OBJECT) and birth is not None:
         reached = add_age(birth, age)
@@ -227,7 +227,7 @@ def _abated(resource: _Resource, today: date) -> bool:
 # --- FamilyMemberHistory ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per call: not frozen (see Evidence)
 class FamilyHistoryRecord:
     resource_id: str | None
     labels: Mapping[str, str]  # concept -> "Father: Osteoarthritis of knee (SNOMED 239873007)"

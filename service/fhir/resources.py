@@ -19,7 +19,7 @@ __all__ = ["Selection", "flatten", "select_resources"]
 _Resource = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per call: not frozen (see Evidence)
 class Selection:
     """The resources about the patient that a fact may read, not yet validated."""
 
