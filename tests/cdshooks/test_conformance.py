@@ -7,18 +7,17 @@ so the responses hold real cards with suggestions.
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import REPO_ROOT
+from tests.support.examples import example
 from tests.support.no_empty_values import assert_no_null_or_empty
 
 SERVICES = ("back-knee-risk-factors", "back-knee-injury-referral", "back-knee-care-guidance")
-EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
+EXAMPLE = example("patient-view-request.json")
 
 
 def _request(service_id: str) -> dict[str, Any]:

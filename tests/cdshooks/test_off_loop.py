@@ -18,8 +18,9 @@ from service.app import create_app
 from service.cdshooks import routes
 from service.cdshooks.off_loop import OFF_LOOP_BYTES, OFF_LOOP_RESOURCES, FactsRunner, is_large
 from service.fhir import PatientFacts, ValidationMemo, WorkerThreadMemo
-from tests.conftest import REPO_ROOT, SettingsFactory
+from tests.conftest import SettingsFactory
 from tests.fhir.builders import condition
+from tests.support.examples import example
 
 OA = "239873007"
 
@@ -126,7 +127,7 @@ async def test_a_call_with_a_large_body_holds_the_turn_from_entering_to_leaving(
     assert events == ["first entered", "first computed", "second entered", "second computed"]
 
 
-EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
+EXAMPLE = example("patient-view-request.json")
 
 
 def _large_body() -> bytes:

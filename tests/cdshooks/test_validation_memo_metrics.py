@@ -6,7 +6,6 @@ CDS_VALIDATION_CACHE_SIZE by, so the numbers must be the memo's own.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Any
@@ -16,9 +15,10 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.cdshooks import off_loop
-from tests.conftest import REPO_ROOT, SettingsFactory
+from tests.conftest import SettingsFactory
+from tests.support.examples import example
 
-EXAMPLE = json.loads((REPO_ROOT / "examples" / "patient-view-request.json").read_text(encoding="utf-8"))
+EXAMPLE = example("patient-view-request.json")
 SERVICE = "back-knee-risk-factors"
 
 

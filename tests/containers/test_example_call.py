@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi.testclient import TestClient
 
-from tests.conftest import REPO_ROOT
+from tests.support.examples import example
 
-EXAMPLES = REPO_ROOT / "examples"
 SERVICE_ID = "back-knee-risk-factors"
 
 
-def _example(name: str) -> dict:
-    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
-
-
 def test_request_gets_cards_and_feedback_on_one_is_stored(client: TestClient) -> None:
-    response = client.post(f"/cds-services/{SERVICE_ID}", json=_example("patient-view-request.json"))
+    response = client.post(f"/cds-services/{SERVICE_ID}", json=example("patient-view-request.json"))
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]
     assert cards, "the README's example patient (age 51, obesity diagnosis, knee osteoarthritis) should get cards"
 
-    feedback = _example("feedback.json")
+    feedback = example("feedback.json")
     reason = feedback["feedback"][0]["overrideReason"]["reason"]
     offered = {(coding["system"], coding["code"]) for coding in cards[0]["overrideReasons"]}
     assert (reason["system"], reason["code"]) in offered, "feedback.json must use a reason the cards offer"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from types import ModuleType
 
@@ -11,8 +10,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, SHARED_FIXTURES
+from tests.support.examples import EXAMPLES, example
 
-EXAMPLES = REPO_ROOT / "examples"
 SOURCE_BUNDLE = SHARED_FIXTURES / "synthea-r4-bundles" / "Chauncey_Johnston_f4673866-81fb-411a-8486-0c27f2a5b480.json"
 SERVICE_ID = "back-knee-risk-factors"
 
@@ -24,10 +23,6 @@ def _generator() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _example(name: str) -> dict:
-    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
 
 
 def test_request_is_regenerated_byte_for_byte_from_its_fixture(tmp_path: Path) -> None:
@@ -44,7 +39,7 @@ def test_request_is_regenerated_byte_for_byte_from_its_fixture(tmp_path: Path) -
 def test_request_fills_exactly_the_prefetch_keys_the_service_declares() -> None:
     services = yaml.safe_load((REPO_ROOT / "rules" / "services.yaml").read_text(encoding="utf-8"))["services"]
     declared = next(service for service in services if service["id"] == SERVICE_ID)["prefetch"]
-    request = _example("patient-view-request.json")
+    request = example("patient-view-request.json")
     assert set(request["prefetch"]) == set(declared)
     patient_id = request["context"]["patientId"]
     assert request["prefetch"]["patient"]["id"] == patient_id

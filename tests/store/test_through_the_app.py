@@ -3,7 +3,6 @@ suppression by a real override, and the lost-audit metric."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,19 +12,15 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.store import upgrade_database
-from tests.conftest import REPO_ROOT, SettingsFactory
+from tests.conftest import SettingsFactory
 from tests.store.helpers import AbsentDatabase, rows
+from tests.support.examples import example
 
 SERVICE = "back-knee-risk-factors"
 
 
-def _example(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((REPO_ROOT / "examples" / name).read_text(encoding="utf-8"))
-    return loaded
-
-
 def _feedback(card_uuid: str, reason: str = "not-relevant") -> dict[str, Any]:
-    body = _example("feedback.json")
+    body = example("feedback.json")
     item = body["feedback"][0]
     item["card"] = card_uuid
     item["overrideReason"]["reason"]["code"] = reason
@@ -124,7 +119,7 @@ def test_hook_calls_answer_with_the_database_down_and_their_audit_is_written_lat
 ) -> None:
     settings = make_settings(database_url=absent_database.url, database_retry_seconds=0.05)
     with TestClient(create_app(settings)) as client:
-        response = client.post(f"/cds-services/{SERVICE}", json=_example("patient-view-request.json"))
+        response = client.post(f"/cds-services/{SERVICE}", json=example("patient-view-request.json"))
         assert response.status_code == 200, response.text
         cards = response.json()["cards"]
         assert cards
@@ -142,12 +137,12 @@ def test_audit_records_beyond_the_queue_are_counted_in_the_metric(
     settings = make_settings(database_url=absent_database.url, database_retry_seconds=0.05, audit_queue_size=1)
     with TestClient(create_app(settings)) as client:
         for _ in range(3):
-            assert client.post(f"/cds-services/{SERVICE}", json=_example("patient-view-request.json")).status_code == 200
+            assert client.post(f"/cds-services/{SERVICE}", json=example("patient-view-request.json")).status_code == 200
         assert _metric(client, "cds_audit_records_lost_total") == 2
 
 
 def test_a_suppressing_override_silences_the_rule_on_the_next_call(client: TestClient) -> None:
-    request = _example("patient-view-request.json")
+    request = example("patient-view-request.json")
     first = client.post(f"/cds-services/{SERVICE}", json=request).json()["cards"]
     silenced = first[0]
     rule_id = silenced["source"]["topic"]["code"]
@@ -163,7 +158,7 @@ def test_the_documented_feedback_example_silences_the_rule(client: TestClient) -
     document = client.get("/openapi.json").json()
     examples = document["paths"]["/cds-services/{service_id}/feedback"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     body = examples["overridden-patient-declined"]["value"]
-    request = _example("patient-view-request.json")
+    request = example("patient-view-request.json")
     silenced = client.post(f"/cds-services/{SERVICE}", json=request).json()["cards"][0]
     body["feedback"][0]["card"] = silenced["uuid"]
     body["feedback"][0]["outcomeTimestamp"] = datetime.now(UTC).isoformat()
