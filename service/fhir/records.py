@@ -236,7 +236,8 @@ class FamilyHistoryRecord:
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
         label = pick_label(self.labels, concepts)
-        return Evidence("FamilyMemberHistory", self.resource_id, label, self.recorded, dated="recorded", day_shown=self.recorded_shown)
+        recorded, shown = self.recorded, self.recorded_shown
+        return Evidence("FamilyMemberHistory", self.resource_id, label, recorded, dated="recorded", day_shown=shown)
 
 
 def read_family_history(
