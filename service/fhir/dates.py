@@ -27,6 +27,7 @@ __all__ = [
     "add_age",
     "age_text",
     "birth_date",
+    "counted_date_text",
     "day_when",
     "first_day",
     "parse_when",
@@ -166,6 +167,13 @@ def partial_date_text(value: object) -> str | None:
         return None
     text = value.strip()
     return text if len(text) < 10 and _date_day(text) is not None else None
+
+
+def counted_date_text(value: object, counted_as: date) -> str | None:
+    """A partial FHIR date as written, and the day it counts as: "2011 (counted as 2011-01-01)". A
+    card says both, so a reader can check a window counted from it. None for a whole date."""
+    written = partial_date_text(value)
+    return None if written is None else f"{written} (counted as {counted_as.isoformat()})"
 
 
 _AGE_WORDS = {"mo": "months", "wk": "weeks", "d": "days", "h": "hours", "min": "minutes"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from service.fhir.dates import Moments, first_day
+from service.fhir.dates import Moments, counted_date_text, first_day
 from service.fhir.definitions import (
     AgeFactDefinition,
     BmiFactDefinition,
@@ -210,9 +210,8 @@ def _older_age(name: str, definition: AgeFactDefinition, patient: _Patient) -> F
     age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
     if age < 0 or age < definition.parameters.older_age_years:
         return Fact(name, False)
-    label = f"Birth date {record.birth_date_text}"
-    if record.birth_date_text != birth.isoformat():  # partial: say which day the age counts from
-        label += f" (counted as {birth.isoformat()})"
+    # A partial birth date says which day the age counts from: "Birth date 1970 (counted as 1970-12-31)"
+    label = f"Birth date {counted_date_text(record.birth_date_text, birth) or record.birth_date_text}"
     evidence = Evidence("Patient", record.resource_id, label, birth, f"age {age}")
     return _fact(name, [evidence], {"age": age})
 

@@ -15,7 +15,18 @@ from decimal import Decimal
 from typing import Any
 
 from service.fhir.codes import CodeMatcher
-from service.fhir.dates import Moments, When, add_age, age_text, birth_date, day_when, first_day, parse_when, partial_date_text
+from service.fhir.dates import (
+    Moments,
+    When,
+    add_age,
+    age_text,
+    birth_date,
+    counted_date_text,
+    day_when,
+    first_day,
+    parse_when,
+    partial_date_text,
+)
 from service.fhir.definitions import ObservationDefinition, Statuses
 from service.fhir.model import Dated, Evidence
 from service.fhir.units import UCUM_SYSTEM, Unit, quantity_unit_code, shown
@@ -137,7 +148,8 @@ class ConditionRecord:
     onset: date | None  # as written
     onset_due: date | None  # the first evaluation date it has happened on (``When.due``)
     onset_dated: Dated | None = None  # "onset", or "recorded" when only recordedDate dates it
-    onset_shown: str | None = None  # how a card shows it, when not as its day: "2011", "at age 50 (2010-03-01)"
+    # How a card shows it when not as its day: "2011 (counted as 2011-01-01)", "at age 50 (2010-03-01)"
+    onset_shown: str | None = None
 
     def evidence(self, concepts: Iterable[str]) -> Evidence:
         label = pick_label(self.labels, concepts)
@@ -180,14 +192,15 @@ _UNDATED: tuple[None, None, None] = (None, None, None)
 def _onset(resource: _Resource, birth: date | None) -> tuple[When, Dated, str | None] | tuple[None, None, None]:
     """onsetDateTime, else onsetPeriod.start, else onsetAge added to the birth date, else
     recordedDate; which of them it is, and how a card shows it when not as its day (a partial date
-    as written, an age as the age). A plain tuple: every Condition of every call is read here."""
+    as written and the day windows count it as, an age as the age). A plain tuple: every Condition
+    of every call is read here."""
     written = resource.get("onsetDateTime")
     onset = parse_when(written)
     if onset is None and isinstance(period := resource.get("onsetPeriod"), _JSON_OBJECT):
         written = period.get("start")
         onset = parse_when(written)
     if onset is not None:  # a whole date or dateTime is ten characters or more: no call for the usual case
-        return onset, "onset", partial_date_text(written) if len(written) < 10 else None
+        return onset, "onset", counted_date_text(written, onset.day) if len(written) < 10 else None
     age = resource.get("onsetAge")
     if isinstance(age, _JSON_OBJECT) and birth is not None:
         reached = add_age(birth, age)
@@ -195,7 +208,7 @@ def _onset(resource: _Resource, birth: date | None) -> tuple[When, Dated, str | 
             return day_when(reached), "onset", f"at {age_text(age)} ({reached.isoformat()})"
     written = resource.get("recordedDate")
     recorded = parse_when(written)
-    return _UNDATED if recorded is None else (recorded, "recorded", partial_date_text(written))
+    return _UNDATED if recorded is None else (recorded, "recorded", counted_date_text(written, recorded.day))
 
 
 def _abated(resource: _Resource, today: date) -> bool:
@@ -314,7 +327,8 @@ class Measurement:
     def evidence(self, matcher: CodeMatcher, concepts: Mapping[str, Concept]) -> Evidence:
         """Labelled and shown only when used: most readings of a long history never are."""
         label = pick_label(_labels(self.resource.get("code"), matcher, concepts), (self.concept,))
-        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown(), _dated_by(self.resource))
+        dated, day_shown = _dated_by(self.resource, self.when)
+        return Evidence("Observation", self.resource_id, label, self.when.day, self.shown(), dated, day_shown)
 
     def shown(self) -> str:
         """As written, then in the unit clinicians read: "185 lbs (83.9 kg)"."""
@@ -400,20 +414,29 @@ def _number_problem(number: object) -> Unusable | None:
     return None if positive else Unusable(f"value {number} is not a measurement (must be positive)")
 
 
-def _dated_by(resource: _Resource) -> Dated:
-    """Whether a reading's date (``read_measurement``) is when it was measured, or when it was issued."""
-    return "issued" if _effective(resource, Moments()) is None else "measured"
+def _dated_by(resource: _Resource, when: When) -> tuple[Dated, str | None]:
+    """Whether a reading's date (``read_measurement``) is when it was measured or when it was issued,
+    and how a card shows it when not as its day: "2020-05 (counted as 2020-05-01)"."""
+    for written in _effective_dates(resource):
+        if parse_when(written) is not None:
+            return "measured", counted_date_text(written, when.day)
+    return "issued", counted_date_text(resource.get("issued"), when.day)
 
 
 def _effective(resource: _Resource, moments: Moments) -> When | None:
-    """effectiveDateTime, effectiveInstant, or effectivePeriod.start (or end): when it was measured."""
-    when = moments.of(resource.get("effectiveDateTime")) or moments.of(resource.get("effectiveInstant"))
-    if when is not None:
-        return when
-    period = resource.get("effectivePeriod")
-    if isinstance(period, _JSON_OBJECT):
-        return moments.of(period.get("start")) or moments.of(period.get("end"))
+    """When it was measured: the first of ``_effective_dates`` that is a date."""
+    for written in _effective_dates(resource):
+        when = moments.of(written)
+        if when is not None:
+            return when
     return None
+
+
+def _effective_dates(resource: _Resource) -> tuple[object, ...]:
+    """effectiveDateTime, effectiveInstant, effectivePeriod.start and .end, as written, in that order."""
+    period = resource.get("effectivePeriod")
+    start, end = (period.get("start"), period.get("end")) if isinstance(period, _JSON_OBJECT) else (None, None)
+    return resource.get("effectiveDateTime"), resource.get("effectiveInstant"), start, end
 
 
 def _number(value: Decimal) -> str:

@@ -288,9 +288,9 @@ def test_an_evidence_date_says_what_it_is() -> None:
     """"onset 2011-10-03", not a bare date a clinician could read as the day it was charted."""
     onset = Evidence("Condition", "oa", "Osteoarthritis of knee (SNOMED 239873007)", date(2011, 10, 3), dated="onset")
     bare = Evidence("Condition", "kp", "Knee pain", date(2024, 4, 1))  # a fact that does not say which date it used
-    partial = Evidence("Condition", "kn", "Knee injury", date(2009, 1, 1), dated="onset", day_shown="2009")
+    partial = Evidence("Condition", "kn", "Knee injury", date(2009, 1, 1), dated="onset", day_shown="2009 (counted as 2009-01-01)")
     overrides = {"knee_complaint": Fact("knee_complaint", True, (onset, bare, partial))}
     lines = (_card("knee-pain-back-risk", "knee_complaint", overrides=overrides).detail or "").splitlines()
     assert "  - `Condition/oa`: Osteoarthritis of knee (SNOMED 239873007), onset 2011-10-03" in lines
     assert "  - `Condition/kp`: Knee pain, 2024-04-01" in lines
-    assert "  - `Condition/kn`: Knee injury, onset 2009" in lines
+    assert "  - `Condition/kn`: Knee injury, onset 2009 (counted as 2009-01-01)" in lines

@@ -74,9 +74,9 @@ AGE_6_MONTHS = {"value": 6, "unit": "mo", "system": "http://unitsofmeasure.org",
         ({"onsetAge": AGE_6_MONTHS}, "1960-09-01", "onset", "at age 6 months (1960-09-01)"),
         ({"recordedDate": "2019-06-30"}, "2019-06-30", "recorded", None),
         ({"onsetDateTime": "2011-10-03", "recordedDate": "2019-06-30"}, "2011-10-03", "onset", None),
-        ({"onsetDateTime": "2011"}, "2011-01-01", "onset", "2011"),  # partial: as written, not as its first day
-        ({"onsetPeriod": {"start": "2011-03"}}, "2011-03-01", "onset", "2011-03"),
-        ({"recordedDate": "2019"}, "2019-01-01", "recorded", "2019"),
+        ({"onsetDateTime": "2011"}, "2011-01-01", "onset", "2011 (counted as 2011-01-01)"),  # partial: as written, and its day
+        ({"onsetPeriod": {"start": "2011-03"}}, "2011-03-01", "onset", "2011-03 (counted as 2011-03-01)"),
+        ({"recordedDate": "2019"}, "2019-01-01", "recorded", "2019 (counted as 2019-01-01)"),
         ({}, None, None, None),
     ],
 )

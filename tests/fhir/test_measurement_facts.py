@@ -52,21 +52,25 @@ def test_newest_measured_bmi(definitions: FactDefinitions) -> None:
 
 
 @pytest.mark.parametrize(
-    ("dates", "dated"),
+    ("dates", "dated", "shown"),
     [
-        ({"effectiveDateTime": "2024-02-23"}, "measured"),
-        ({"effectivePeriod": {"start": "2024-02-23T10:00:00Z"}}, "measured"),
-        ({"effectiveInstant": "2024-02-23T10:00:00Z", "issued": "2024-02-25T10:00:00Z"}, "measured"),
-        ({"issued": "2024-02-23T10:00:00Z"}, "issued"),  # no effective[x]: the day the result was issued
+        ({"effectiveDateTime": "2024-02-23"}, "measured", None),
+        ({"effectivePeriod": {"start": "2024-02-23T10:00:00Z"}}, "measured", None),
+        ({"effectiveInstant": "2024-02-23T10:00:00Z", "issued": "2024-02-25T10:00:00Z"}, "measured", None),
+        ({"issued": "2024-02-23T10:00:00Z"}, "issued", None),  # no effective[x]: the day the result was issued
+        # A partial date counts as its first day (clinical-rules.md 1): the card says so.
+        ({"effectiveDateTime": "2024-02"}, "measured", "2024-02 (counted as 2024-02-01)"),
+        ({"effectivePeriod": {"end": "2024"}, "issued": "2024-02-25T10:00:00Z"}, "measured", "2024 (counted as 2024-01-01)"),
     ],
 )
 def test_evidence_says_whether_its_date_is_when_it_was_measured_or_issued(
-    definitions: FactDefinitions, dates: dict[str, Any], dated: str
+    definitions: FactDefinitions, dates: dict[str, Any], dated: str, shown: str | None
 ) -> None:
     reading = bmi(27.9, "2024-02-23")
     del reading["effectiveDateTime"]
     (evidence,) = facts_of(definitions, {**reading, **dates}).facts["bmi"].evidence
-    assert (evidence.date, evidence.dated) == (date(2024, 2, 23), dated)
+    assert (evidence.dated, evidence.day_shown) == (dated, shown)
+    assert evidence.date == date.fromisoformat(shown.split(" (counted as ")[1][:10]) if shown else date(2024, 2, 23)
 
 
 # -1: dated tomorrow, which is today east of UTC; -2 is in the future everywhere.
