@@ -12,7 +12,8 @@ parsing the heavy workload's body cost 2.9 ms of CPU with the defaults and 0.9 m
   collection sees them. Reference cycles are still collected, only in larger batches.
 
 Only ``back-knee-cds serve`` calls this: it changes the whole process, so tests and the CLI's
-other commands keep CPython's defaults.
+other commands keep CPython's defaults. Apart from this, a large hook call pauses collection while
+it has its turn (``service.cdshooks.off_loop``).
 """
 
 from __future__ import annotations

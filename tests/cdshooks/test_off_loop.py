@@ -3,6 +3,7 @@ alone is large waits for its turn before its body is parsed."""
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -127,6 +128,35 @@ async def test_a_call_with_a_large_body_holds_the_turn_from_entering_to_leaving(
     assert events == ["first entered", "first computed", "second entered", "second computed"]
 
 
+async def test_a_turn_pauses_the_collector_and_resumes_it_however_it_ends() -> None:
+    """Each collection during a large call walks every container it still holds (parsing 9 MB: 52 ms
+    with collections, 37 without); refcounting frees the rest. A collector paused by someone else
+    is left paused."""
+    runner = FactsRunner(ValidationMemo(100))
+    seen: list[bool] = []
+
+    def compute(*, memo: object) -> PatientFacts:
+        seen.append(gc.isenabled())
+        return _no_facts(memo=memo)
+
+    def fail(*, memo: object) -> PatientFacts:
+        raise ValueError("a bug in a rule")
+
+    large = {"resources": OFF_LOOP_RESOURCES + 1, "size_bytes": 0}
+    await runner.compute(compute, resources=36, size_bytes=35_000)
+    await runner.compute(compute, **large)
+    assert seen == [True, False] and gc.isenabled()
+    with pytest.raises(ValueError, match="a bug in a rule"):
+        await runner.compute(fail, **large)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        await runner.compute(compute, **large)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 EXAMPLE = example("patient-view-request.json")
 
 
@@ -171,9 +201,39 @@ async def test_concurrent_calls_with_large_bodies_are_parsed_one_after_another(
     assert events == ["parse", "facts"] * 3
 
 
+async def test_a_call_with_a_large_body_is_parsed_and_computed_with_the_collector_paused(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From before its body is parsed to its facts; a typical call after it finds the collector running."""
+    seen: list[tuple[str, bool]] = []
+    parse, facts = routes.parse_json_body, routes.patient_facts
+
+    def parse_json_body(body: bytes, **kwargs: Any) -> Any:
+        seen.append(("parse", gc.isenabled()))
+        return parse(body, **kwargs)
+
+    def patient_facts(*args: Any, **kwargs: Any) -> Any:
+        seen.append(("facts", gc.isenabled()))
+        return facts(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "parse_json_body", parse_json_body)
+    monkeypatch.setattr(routes, "patient_facts", patient_facts)
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+            for body in (_large_body(), json.dumps(EXAMPLE).encode()):
+                response = await client.post(
+                    "/cds-services/back-knee-risk-factors", content=body, headers={"content-type": "application/json"}
+                )
+                assert response.status_code == 200, response.text
+                assert gc.isenabled()
+    assert seen == [("parse", False), ("facts", False), ("parse", True), ("facts", True)]
+
+
 async def test_a_large_call_that_fails_gives_the_turn_back(make_settings: SettingsFactory) -> None:
     """Every way a call with a large body can fail inside its turn (bad JSON, not a hook request, a
-    hook the service does not serve, a Host no link can start with) leaves the turn to the next."""
+    hook the service does not serve, a Host no link can start with) leaves the turn to the next,
+    and the collector running."""
     good = _large_body()
     failing = [
         good[:-1],
@@ -187,6 +247,8 @@ async def test_a_large_call_that_fails_gives_the_turn_back(make_settings: Settin
             with anyio.fail_after(30):  # a turn kept by a failed call leaves the last one waiting
                 for body in failing:
                     assert (await client.post(path, content=body, headers=headers)).status_code == 400
+                    assert gc.isenabled()  # the turn's pause of the collector ended with it
                 bad_host = await client.post(path, content=good, headers={**headers, "host": "bad host"})
                 assert bad_host.status_code == 400, bad_host.text
+                assert gc.isenabled()
                 assert (await client.post(path, content=good, headers=headers)).status_code == 200
