@@ -8,7 +8,9 @@ import json
 import threading
 import time
 import uuid
+import weakref
 from datetime import date
+from functools import partial
 from typing import Any
 
 import anyio
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.cdshooks import routes
+from service.cdshooks import off_loop, routes
 from service.cdshooks.off_loop import OFF_LOOP_BYTES, OFF_LOOP_RESOURCES, FactsRunner, is_large
 from service.fhir import PatientFacts, ValidationMemo, WorkerThreadMemo
 from tests.conftest import SettingsFactory
@@ -155,6 +157,32 @@ async def test_a_turn_pauses_the_collector_and_resumes_it_however_it_ends() -> N
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_the_worker_thread_keeps_nothing_of_a_call_once_its_facts_are_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """anyio's worker keeps the function it ran until after the caller has resumed. What that
+    function was given (a large call's parsed prefetch) must not live on in it: past the turn's
+    end, the first collection walked all of it."""
+    given_to_thread: list[object] = []
+    run_sync = off_loop.to_thread.run_sync
+
+    async def spying_run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
+        given_to_thread.append(function)  # held here as anyio's worker holds it
+        return await run_sync(function, *args, **kwargs)
+
+    class Prefetch:
+        pass
+
+    def compute(*, memo: object, prefetch: Prefetch) -> PatientFacts:
+        return _no_facts(memo=memo)
+
+    monkeypatch.setattr(off_loop.to_thread, "run_sync", spying_run_sync)
+    prefetch = Prefetch()
+    still_alive = weakref.ref(prefetch)
+    runner = FactsRunner(ValidationMemo(100))
+    await runner.compute(partial(compute, prefetch=prefetch), resources=OFF_LOOP_RESOURCES + 1, size_bytes=0)
+    del prefetch
+    assert len(given_to_thread) == 1 and still_alive() is None
 
 
 EXAMPLE = example("patient-view-request.json")
