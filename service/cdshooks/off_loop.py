@@ -45,8 +45,10 @@ class FactsRunner:
     The cyclic garbage collector is paused while a call has its turn. A large call builds hundreds
     of thousands of containers that all live until it ends (parsed JSON, records), and each
     collection meanwhile walks every one still young: parsing 9 MB took 52 ms with collections and
-    37 ms without. Refcounting still frees everything else; cycles made meanwhile, by any call, wait
-    for the turn's end (seconds at most), when collection resumes. One turn at a time, so one pause.
+    37 ms without, and the whole call (make bench, 10,000 resources) 132 ms and 105. Refcounting
+    still frees everything else; cycles made meanwhile, by any call, wait for the turn's end
+    (seconds at most), when collection resumes. One turn at a time, so one pause. Under typical
+    load with large calls back to back, the worker's peak RSS stayed the same (211 MB, 212 before).
     """
 
     def __init__(self, memo: ValidationMemo) -> None:
