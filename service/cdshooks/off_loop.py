@@ -20,10 +20,10 @@ __all__ = ["OFF_LOOP_BYTES", "OFF_LOOP_RESOURCES", "CallFacts", "FactsRunner", "
 
 # A call bringing more than either (sent and fetched together) is large. Up to both, its facts take
 # about 0.35 s at most on the slowest machine measured (one Condition of 1 MiB of codings, by the
-# 1.5 s of 4.6 MB; realistic data of 1 MiB takes 15 ms), and stay on the loop: the thread costs
-# CPU. A typical call's facts (36 resources, 35 KB: 0.3 ms) cost less than the hop to a thread and
-# back (0.4 ms), and in `make bench` the 1,000-resource sweep (904 KiB) took 26 % more CPU a call
-# when sent to it, for the same instructions (bench.instructions): not more work, slower work.
+# 1.5 s of 4.6 MB; realistic data of 1 MiB takes 15 ms), and stay on the loop. A typical call's
+# facts (36 resources, 35 KB: 0.3 ms) cost less than the hop to a thread and back (0.4 ms). In
+# `make bench` the 1,000-resource sweep (904 KiB) once took 26 % more CPU a call in the thread; since
+# the thread lets go of the call's data (_LetGoOnce) and collection pauses for the turn, the same.
 OFF_LOOP_RESOURCES = 1_000
 OFF_LOOP_BYTES = 1024 * 1024
 
