@@ -47,8 +47,10 @@ class FactsRunner:
     collection meanwhile walks every one still young: parsing 9 MB took 52 ms with collections and
     37 ms without, and the whole call (make bench, 10,000 resources) 132 ms and 105. Refcounting
     still frees everything else; cycles made meanwhile, by any call, wait for the turn's end
-    (seconds at most), when collection resumes. One turn at a time, so one pause. Under typical
-    load with large calls back to back, the worker's peak RSS stayed the same (211 MB, 212 before).
+    (seconds at most), when collection resumes. Calls make few: one collection after 2,000 typical
+    calls found 78 unreachable objects, after 1,500 failing ones none. Under typical load with
+    large calls back to back, the worker's peak RSS stayed the same (211 MB, 212 before). One turn
+    at a time, so one pause.
     """
 
     def __init__(self, memo: ValidationMemo) -> None:
