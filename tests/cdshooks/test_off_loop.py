@@ -9,6 +9,8 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import date
 from functools import partial
 from typing import Any
@@ -200,32 +202,22 @@ async def test_concurrent_calls_with_large_bodies_are_parsed_one_after_another(
     """A parsed prefetch takes about seven times its bytes: calls waiting for their turn hold their
     raw bodies, not their parsed ones, so peak memory does not grow with concurrent calls times that."""
     events: list[str] = []
-    parse, facts = routes.parse_json_body, routes.patient_facts
 
-    def parse_json_body(body: bytes, **kwargs: Any) -> Any:
-        events.append("parse")
-        return parse(body, **kwargs)
+    def record(step: str) -> None:
+        if step == "facts":
+            time.sleep(0.05)  # in the worker thread: the others would parse meanwhile, were they let in
+        events.append(step)
 
-    def patient_facts(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.05)  # in the worker thread: the others would parse meanwhile, were they let in
-        events.append("facts")
-        return facts(*args, **kwargs)
+    _spy_on_parse_and_facts(monkeypatch, record)
+    async with _client(make_settings) as post:
 
-    monkeypatch.setattr(routes, "parse_json_body", parse_json_body)
-    monkeypatch.setattr(routes, "patient_facts", patient_facts)
-    app = create_app(make_settings())
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        async def post_large_body() -> None:
+            response = await post(_large_body())
+            assert response.status_code == 200, response.text
 
-            async def post() -> None:
-                response = await client.post(
-                    "/cds-services/back-knee-risk-factors", content=_large_body(), headers={"content-type": "application/json"}
-                )
-                assert response.status_code == 200, response.text
-
-            async with anyio.create_task_group() as group:
-                for _ in range(3):
-                    group.start_soon(post)
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(post_large_body)
     assert events == ["parse", "facts"] * 3
 
 
@@ -234,27 +226,12 @@ async def test_a_call_with_a_large_body_is_parsed_and_computed_with_the_collecto
 ) -> None:
     """From before its body is parsed to its facts; a typical call after it finds the collector running."""
     seen: list[tuple[str, bool]] = []
-    parse, facts = routes.parse_json_body, routes.patient_facts
-
-    def parse_json_body(body: bytes, **kwargs: Any) -> Any:
-        seen.append(("parse", gc.isenabled()))
-        return parse(body, **kwargs)
-
-    def patient_facts(*args: Any, **kwargs: Any) -> Any:
-        seen.append(("facts", gc.isenabled()))
-        return facts(*args, **kwargs)
-
-    monkeypatch.setattr(routes, "parse_json_body", parse_json_body)
-    monkeypatch.setattr(routes, "patient_facts", patient_facts)
-    app = create_app(make_settings())
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-            for body in (_large_body(), json.dumps(EXAMPLE).encode()):
-                response = await client.post(
-                    "/cds-services/back-knee-risk-factors", content=body, headers={"content-type": "application/json"}
-                )
-                assert response.status_code == 200, response.text
-                assert gc.isenabled()
+    _spy_on_parse_and_facts(monkeypatch, lambda step: seen.append((step, gc.isenabled())))
+    async with _client(make_settings) as post:
+        for body in (_large_body(), json.dumps(EXAMPLE).encode()):
+            response = await post(body)
+            assert response.status_code == 200, response.text
+            assert gc.isenabled()
     assert seen == [("parse", False), ("facts", False), ("parse", True), ("facts", True)]
 
 
@@ -268,15 +245,45 @@ async def test_a_large_call_that_fails_gives_the_turn_back(make_settings: Settin
         good.replace(b'"hookInstance"', b'"hookInstanceX"', 1),
         good.replace(b'"patient-view"', b'"order-select"', 1),
     ]
+    async with _client(make_settings) as post:
+        with anyio.fail_after(30):  # a turn kept by a failed call leaves the last one waiting
+            for body in failing:
+                assert (await post(body)).status_code == 400
+                assert gc.isenabled()  # the turn's pause of the collector ended with it
+            bad_host = await post(good, host="bad host")
+            assert bad_host.status_code == 400, bad_host.text
+            assert gc.isenabled()
+            assert (await post(good)).status_code == 200
+
+
+Post = Callable[..., Awaitable[httpx.Response]]
+
+
+@asynccontextmanager
+async def _client(make_settings: SettingsFactory) -> AsyncIterator[Post]:
+    """The app, lifespan running; ``post(body, **headers)`` calls back-knee-risk-factors with it."""
     app = create_app(make_settings())
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-            path, headers = "/cds-services/back-knee-risk-factors", {"content-type": "application/json"}
-            with anyio.fail_after(30):  # a turn kept by a failed call leaves the last one waiting
-                for body in failing:
-                    assert (await client.post(path, content=body, headers=headers)).status_code == 400
-                    assert gc.isenabled()  # the turn's pause of the collector ended with it
-                bad_host = await client.post(path, content=good, headers={**headers, "host": "bad host"})
-                assert bad_host.status_code == 400, bad_host.text
-                assert gc.isenabled()
-                assert (await client.post(path, content=good, headers=headers)).status_code == 200
+
+            async def post(body: bytes, **headers: str) -> httpx.Response:
+                headers = {"content-type": "application/json", **headers}
+                return await client.post("/cds-services/back-knee-risk-factors", content=body, headers=headers)
+
+            yield post
+
+
+def _spy_on_parse_and_facts(monkeypatch: pytest.MonkeyPatch, record: Callable[[str], object]) -> None:
+    """The route's body parse and facts, each calling ``record("parse")`` or ``record("facts")`` first."""
+    parse, facts = routes.parse_json_body, routes.patient_facts
+
+    def parse_json_body(body: bytes, **kwargs: Any) -> Any:
+        record("parse")
+        return parse(body, **kwargs)
+
+    def patient_facts(*args: Any, **kwargs: Any) -> Any:
+        record("facts")
+        return facts(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "parse_json_body", parse_json_body)
+    monkeypatch.setattr(routes, "patient_facts", patient_facts)
