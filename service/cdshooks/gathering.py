@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +74,12 @@ class Gatherer:
         self._max_depth = max_depth
         self._slots = FetchSlots()
 
-    async def gather(self, request: HookRequest, templates: Mapping[str, str]) -> Gathered:
+    async def gather(
+        self, request: HookRequest, templates: Mapping[str, str], *, while_fetching: AbstractContextManager[object] = nullcontext()
+    ) -> Gathered:
         """Every declared prefetch key -> a resource, a searchset Bundle, or None (no data), and how
-        much the call brought (``Gathered``).
+        much the call brought (``Gathered``). ``while_fetching`` is entered only while the call
+        waits for its FHIR server (``CallFacts.while_fetching``).
 
         Raises ``PayloadTooLarge`` (413) when the prefetch holds more than
         ``CDS_MAX_PREFETCH_RESOURCES`` resources, and ``PrefetchUnavailable`` (412) when a key
@@ -142,7 +146,8 @@ class Gatherer:
         for key in report.paged:
             if (bundle := report.present[key]) is not None:  # always: only Bundles are paged
                 jobs[key] = session.complete(bundle, key=key)
-        fetched, failures = await _run_all(jobs)
+        with while_fetching:
+            fetched, failures = await _run_all(jobs)
         if failures:
             states = {**report.missing, **{key: "has more pages" for key in report.paged}}
             raise self._unavailable(request, failures, states)

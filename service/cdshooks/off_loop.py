@@ -9,7 +9,8 @@ to restart a healthy service.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 
 from anyio import CapacityLimiter, Lock, to_thread
@@ -42,15 +43,15 @@ class FactsRunner:
     threads) runs the database calls, which typical calls and /health/ready wait for, and large
     calls must not take those threads. Built in the app's lifespan (a lock belongs to its event loop).
 
-    The cyclic garbage collector is paused while a call has its turn. A large call builds hundreds
-    of thousands of containers that all live until it ends (parsed JSON, records), and each
-    collection meanwhile walks every one still young: parsing 9 MB took 52 ms with collections and
-    37 ms without, and the whole call (make bench, 10,000 resources) 132 ms and 105. Refcounting
-    still frees everything else; cycles made meanwhile, by any call, wait for the turn's end
-    (seconds at most), when collection resumes. Calls make few: one collection after 2,000 typical
-    calls found 78 unreachable objects, after 1,500 failing ones none. Under typical load with
-    large calls back to back, the worker's peak RSS stayed the same (211 MB, 212 before). One turn
-    at a time, so one pause.
+    The cyclic garbage collector is paused while a call has its turn, except while it waits for a
+    FHIR server (``collecting``). A large call builds hundreds of thousands of containers that all
+    live until it ends (parsed JSON, records), and each collection meanwhile walks every one still
+    young: parsing 9 MB took 52 ms with collections and 37 ms without, and the whole call (make
+    bench, 10,000 resources) 132 ms and 105. Refcounting still frees everything else. Cycles made
+    meanwhile by other calls wait until the turn's holder has parsed or computed: those that bring
+    their prefetch make almost none (one collection after 2,000 typical calls found 78 objects),
+    those whose fetch fails up to 90 KiB each. One turn at a time, so one pause; a collector
+    already paused when a turn begins stays paused.
     """
 
     def __init__(self, memo: ValidationMemo) -> None:
@@ -61,13 +62,25 @@ class FactsRunner:
 
     async def take_turn(self) -> None:
         await self.turn.acquire()
-        self._resume_collection = gc.isenabled()  # a collector paused by someone else stays so
+        self._resume_collection = gc.isenabled()  # a collector already paused stays paused
         gc.disable()
 
     def give_turn(self) -> None:
         if self._resume_collection:
             gc.enable()
         self.turn.release()
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Collection runs meanwhile if the turn paused it: for the turn's holder, while it waits."""
+        if not self._resume_collection:
+            yield
+            return
+        gc.enable()
+        try:
+            yield
+        finally:
+            gc.disable()
 
     def call(self, *, sent_bytes: int) -> CallFacts:
         """Where one hook call's facts are computed, entered (``async with``) before its body is parsed.
@@ -119,6 +132,9 @@ class _LetGoOnce:
         return call()
 
 
+_NOTHING = nullcontext()  # reusable: typical calls need not build one each
+
+
 class CallFacts:
     """One call's way to its facts (``FactsRunner.call``): inside ``async with``, a call with a large
     body holds the turn. A plain class, not a generator context manager: typical calls pay for it too."""
@@ -137,6 +153,14 @@ class CallFacts:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._large_body:
             self._runner.give_turn()
+
+    def while_fetching(self) -> AbstractContextManager[None]:
+        """Where the call waits for its FHIR server (``Gatherer.gather``): a call with a large body
+        lets collection run meanwhile. Other calls go on meanwhile, and a call whose fetch fails or
+        times out leaves cycles (tracebacks, httpx's requests: 90 KiB a call); a fetch may last
+        CDS_FHIR_TIMEOUT_SECONDS. Resuming costs one walk of the parsed body, and a body that
+        large rarely leaves prefetch to fetch."""
+        return self._runner.collecting() if self._large_body else _NOTHING
 
     async def compute(self, facts_of: Callable[..., PatientFacts], *, resources: int, size_bytes: int) -> PatientFacts:
         """As ``FactsRunner.compute``; a call with a large body is large whatever it brought, and has its turn."""

@@ -85,7 +85,7 @@ async def call_service(service_id: str, request: Request) -> Response:
                 f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"
             )
         links_base = public_base_url(state, request)  # a Host no link can start with is a 400 before any fetch
-        gathered = await state.gatherer.gather(hook_request, service.prefetch)
+        gathered = await state.gatherer.gather(hook_request, service.prefetch, while_fetching=call_facts.while_fetching())
         hook, hook_instance, patient_id = hook_request.hook, hook_request.hookInstance, hook_request.patient_id
         patient_hash = state.hasher(patient_id)
         today = received_at.date()

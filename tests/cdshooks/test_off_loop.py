@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import date
 from functools import partial
@@ -23,11 +23,21 @@ from service.app import create_app
 from service.cdshooks import off_loop, routes
 from service.cdshooks.off_loop import OFF_LOOP_BYTES, OFF_LOOP_RESOURCES, FactsRunner, is_large
 from service.fhir import PatientFacts, ValidationMemo, WorkerThreadMemo
+from tests.cdshooks.requests import hook_request
 from tests.conftest import SettingsFactory
 from tests.fhir.builders import condition
 from tests.support.examples import example
 
 OA = "239873007"
+
+
+@pytest.fixture(autouse=True)
+def _collector_left_running() -> Iterator[None]:
+    """A test here that fails with the collector paused must not leave it paused for later tests."""
+    yield
+    if not gc.isenabled():
+        gc.enable()
+        pytest.fail("the collector was left paused")
 
 
 def test_a_call_is_large_by_resources_or_by_bytes() -> None:
@@ -134,8 +144,8 @@ async def test_a_call_with_a_large_body_holds_the_turn_from_entering_to_leaving(
 
 async def test_a_turn_pauses_the_collector_and_resumes_it_however_it_ends() -> None:
     """Each collection during a large call walks every container it still holds (parsing 9 MB: 52 ms
-    with collections, 37 without); refcounting frees the rest. A collector paused by someone else
-    is left paused."""
+    with collections, 37 without); refcounting frees the rest. A collector already paused when the
+    turn begins is left paused."""
     runner = FactsRunner(ValidationMemo(100))
     seen: list[bool] = []
 
@@ -235,6 +245,38 @@ async def test_a_call_with_a_large_body_is_parsed_and_computed_with_the_collecto
     assert seen == [("parse", False), ("facts", False), ("parse", True), ("facts", True)]
 
 
+async def test_a_call_with_a_large_body_lets_collection_run_while_it_waits_for_its_fhir_server(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, fhir_server: FhirTestServer
+) -> None:
+    """Other calls go on meanwhile, and those whose fetch fails leave cycles: a fetch may last
+    CDS_FHIR_TIMEOUT_SECONDS, too long to leave them uncollected."""
+    seen: list[tuple[str, bool]] = []
+    _spy_on_parse_and_facts(monkeypatch, lambda step: seen.append((step, gc.isenabled())))
+    fhir_server.behave(delay_seconds=0.3)
+    padding = {"resourceType": "Basic", "id": "padding", "code": {"text": "x" * (OFF_LOOP_BYTES + 1)}}
+    body = hook_request(
+        patient_id=fhir_server.data.patient_id("Kozey"),
+        prefetch={"padding": padding},  # every declared key missing: fetched
+        fhirServer=fhir_server.base_url,
+        fhirAuthorization={"access_token": "t0k3n", "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read", "subject": "cds"},
+    )
+    responses: list[httpx.Response] = []
+    async with _client(make_settings, fhir_server_allowlist=[fhir_server.base_url], fhir_timeout_seconds=5.0) as post:
+
+        async def call() -> None:
+            responses.append(await post(json.dumps(body).encode()))
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                while not fhir_server.requests:
+                    await anyio.sleep(0.01)
+                seen.append(("fetch", gc.isenabled()))  # the server answers after 0.3 s
+    assert responses[0].status_code == 200, responses[0].text
+    assert seen == [("parse", False), ("fetch", True), ("facts", False)]
+    assert gc.isenabled()
+
+
 async def test_a_large_call_that_fails_gives_the_turn_back(make_settings: SettingsFactory) -> None:
     """Every way a call with a large body can fail inside its turn (bad JSON, not a hook request, a
     hook the service does not serve, a Host no link can start with) leaves the turn to the next,
@@ -260,9 +302,9 @@ Post = Callable[..., Awaitable[httpx.Response]]
 
 
 @asynccontextmanager
-async def _client(make_settings: SettingsFactory) -> AsyncIterator[Post]:
+async def _client(make_settings: SettingsFactory, **settings: Any) -> AsyncIterator[Post]:
     """The app, lifespan running; ``post(body, **headers)`` calls back-knee-risk-factors with it."""
-    app = create_app(make_settings())
+    app = create_app(make_settings(**settings))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
 
