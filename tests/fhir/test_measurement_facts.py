@@ -70,7 +70,7 @@ def test_evidence_says_whether_its_date_is_when_it_was_measured_or_issued(
     del reading["effectiveDateTime"]
     (evidence,) = facts_of(definitions, {**reading, **dates}).facts["bmi"].evidence
     assert (evidence.dated, evidence.day_shown) == (dated, shown)
-    assert evidence.date == date.fromisoformat(shown.split(" (counted as ")[1][:10]) if shown else date(2024, 2, 23)
+    assert evidence.date == (date.fromisoformat(shown.split(" (counted as ")[1][:10]) if shown else date(2024, 2, 23))
 
 
 # -1: dated tomorrow, which is today east of UTC; -2 is in the future everywhere.
