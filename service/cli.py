@@ -255,6 +255,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         raise UsageError(f"{exc} (check CDS_DATABASE_URL, or that the database server is running)") from None
     except (MigrationError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    except FileNotFoundError as exc:  # a copy installed without migrations/ beside service/
+        raise UsageError(str(exc)) from None
     head = load_schema_info().head
     newer = "" if revision == head else f" (newer than this build's {head}: nothing to apply)"
     print(f"database {shown} is at revision {revision}{newer}")

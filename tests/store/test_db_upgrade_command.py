@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.cli import main
+from service.store import migrate
 from service.store.migrate import load_schema_info
 from tests.store.helpers import rows
 
@@ -21,6 +22,18 @@ def test_upgrade_migrates_the_configured_database(
     assert capsys.readouterr().out.strip().endswith(f"is at revision {head}")
     assert rows(database_url, "SELECT version_num FROM alembic_version") == [(head,)]
     assert main(["db", "upgrade"]) == 0  # again: nothing to do
+
+
+def test_a_copy_installed_without_its_migrations_fails_in_one_line(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A non-editable install leaves migrations/ behind in the checkout: say so, not a traceback."""
+    monkeypatch.setenv("CDS_DATABASE_URL", database_url)
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", tmp_path / "site-packages" / "migrations")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Alembic migrations not found at {tmp_path / 'site-packages' / 'migrations'}; ")
+    assert "pip install -e ." in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_default_url_creates_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
