@@ -47,8 +47,11 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _UNAUTHORIZED = {401: _error("Missing or invalid client JWT; the body is always {\"error\": \"unauthorized\"}")}
+_REPLAY_UNCHECKED = _error(
+    "CDS_AUTH=jwt: the database cannot record the token's jti against replay now; retry after Retry-After seconds"
+)
 
-DISCOVERY_RESPONSES: dict[int | str, dict[str, Any]] = {**_UNAUTHORIZED}
+DISCOVERY_RESPONSES: dict[int | str, dict[str, Any]] = {**_UNAUTHORIZED, 503: _REPLAY_UNCHECKED}
 
 CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error("Malformed request: bad JSON, a missing hook, hookInstance, context or context.patientId, or a hook the service does not serve"),
@@ -56,6 +59,7 @@ CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("No service with that id"),
     412: _error("Required prefetch data is missing and cannot be fetched from an allowed FHIR server"),
     413: _error("Request body over CDS_MAX_BODY_BYTES, or a prefetch holding more than CDS_MAX_PREFETCH_RESOURCES resources"),
+    503: _REPLAY_UNCHECKED,
 }
 
 FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -67,7 +71,10 @@ FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_UNAUTHORIZED,
     404: _error("No service with that id"),
     413: _error("Request body over CDS_MAX_BODY_BYTES"),
-    503: _error("The database cannot store the feedback now; retry"),
+    503: _error(
+        "The database cannot store the feedback now (retry), or (CDS_AUTH=jwt) record the token's jti against "
+        "replay (retry after Retry-After seconds)"
+    ),
 }
 
 def _searchset(*resources: dict[str, Any]) -> dict[str, Any]:
