@@ -27,6 +27,7 @@ from tests.cdshooks.requests import hook_request
 from tests.conftest import SettingsFactory
 from tests.fhir.builders import condition
 from tests.support.examples import example
+from tests.support.fhir_server import FhirTestServer
 
 OA = "239873007"
 
