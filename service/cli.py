@@ -64,7 +64,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 
 def _check_serve_options(args: argparse.Namespace) -> None:
     """What uvicorn would otherwise meet as a traceback (a port out of range), an exit code 3 (a
-    host that does not resolve), or not at all (no workers)."""
+    host that does not resolve, a port in use), or not at all (no workers)."""
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: {args.port} is not a TCP port (0 to 65535)")
     if args.workers < 1:
@@ -73,6 +73,15 @@ def _check_serve_options(args: argparse.Namespace) -> None:
         socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UsageError(f"--host: '{args.host}' is not an address this machine can listen on ({exc})") from None
+    # Bound as uvicorn will bind it, then let go: a port another process holds (or one below 1024
+    # without the right) is one line here, where uvicorn logs several and exits 3.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as exc:
+        raise UsageError(f"--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
 
 
 def _serve(args: argparse.Namespace) -> int:

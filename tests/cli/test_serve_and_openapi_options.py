@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def test_bad_serve_options_are_one_line(capsys: pytest.CaptureFixture[str], argv
     code, out, err = run_cli(capsys, "serve", *argv)
     assert code == 2 and out == ""
     assert err.startswith(expected) and err.count("\n") == 1
+
+
+def test_a_port_another_process_listens_on_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run_cli(capsys, "serve", "--host", "127.0.0.1", "--port", str(port))
+    assert (code, out) == (2, "")
+    assert err == f"error: --port: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
 
 
 def test_openapi_into_a_directory_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
