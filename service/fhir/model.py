@@ -33,8 +33,8 @@ class Evidence:
     date: date | None = None  # onset, effective or recorded date, whichever the fact used ...
     value: str | None = None  # "27.9 kg/m2", "89.7 kg"
     # Which date it is, for the card, and how the card shows it when not as its day ("2011 (counted
-    # as 2011-01-01)", "at age 50 (2010-03-01)"). Both follow from the resource and the date: left out of equality and hashing, which
-    # deduplicate evidence on every call.
+    # as 2011-01-01)", "at age 50 (2010-03-01)"). Both follow from the resource and the date: left
+    # out of equality and hashing, which deduplicate evidence on every call.
     dated: Dated | None = field(default=None, compare=False)
     day_shown: str | None = field(default=None, compare=False)
 
