@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.shipped import shipped_dir
+
 __all__ = ["Settings", "settings_from_env", "settings_without_environment", "DEFAULT_RULES_DIR"]
 
-# The catalogue shipped with the project: `rules/` at the repository root.
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+# The catalogue shipped with the project: `rules/` at the repository root, or its copy in a wheel.
+DEFAULT_RULES_DIR = shipped_dir("rules")
 
 CommaList = Annotated[list[str], NoDecode]
 # What an empty variable should have been instead.

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
@@ -29,6 +28,7 @@ from service.store.database import (
     reason_of,
     sqlite_file,
 )
+from service.shipped import shipped_dir
 from service.store.errors import DatabaseUnreachable, MigrationError
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
     "schema_problem",
 ]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+MIGRATIONS_DIR = shipped_dir("migrations")
 
 # pg_advisory_lock key held while migrating: any fixed 64-bit number unique to this project.
 _ADVISORY_LOCK_KEY = 0x6B6E_6565_6364_73  # "kneecds"
@@ -63,8 +63,8 @@ def alembic_config(*, database_url: str | None = None, connection: sa.Connection
     """Alembic configuration for ``migrations/``; env.py takes the URL or connection from here."""
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise FileNotFoundError(
-            f"Alembic migrations not found at {MIGRATIONS_DIR}; install the project from its repository "
-            "(pip install -e .) so migrations/ sits next to service/"
+            f"Alembic migrations not found at {MIGRATIONS_DIR}; install the project from its repository, in "
+            "place (pip install -e .) or as a wheel built from it, which bundles them"
         )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
