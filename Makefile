@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench bench-smoke instructions-smoke fuzz soak docker-lint openapi rules-check clean
+.PHONY: run test bench bench-smoke instructions-smoke fuzz soak docker-lint wheel-smoke openapi rules-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ $(VENV)/.installed-docker: pyproject.toml $(VENV)/.installed
 
 docker-lint: $(VENV)/.installed-docker
 	$(BIN)/hadolint Dockerfile
+
+# A wheel built from the checkout, installed into a new venv elsewhere: it serves its bundled rules and migrations.
+wheel-smoke:
+	scripts/wheel-smoke
 
 openapi: $(VENV)/.installed
 	$(BIN)/back-knee-cds openapi --out openapi/openapi.json
