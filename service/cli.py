@@ -262,9 +262,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         revision = upgrade_database(settings.database_url)
     except DatabaseUnreachable as exc:
         raise UsageError(f"{exc} (check CDS_DATABASE_URL, or that the database server is running)") from None
-    except (MigrationError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    except FileNotFoundError as exc:  # a copy installed without migrations/ beside service/
+    except (MigrationError, ValueError, FileNotFoundError) as exc:  # FileNotFoundError: no migrations/ found
         raise UsageError(str(exc)) from None
     head = load_schema_info().head
     newer = "" if revision == head else f" (newer than this build's {head}: nothing to apply)"
