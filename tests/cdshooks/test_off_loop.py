@@ -203,8 +203,13 @@ EXAMPLE = example("patient-view-request.json")
 
 def _large_body() -> bytes:
     """The example call, over OFF_LOOP_BYTES with a note under a key no template declares."""
-    padding = {"resourceType": "Basic", "id": "padding", "code": {"text": "x" * (OFF_LOOP_BYTES + 1)}}
-    return json.dumps({**EXAMPLE, "hookInstance": str(uuid.uuid4()), "prefetch": {**EXAMPLE["prefetch"], "padding": padding}}).encode()
+    prefetch = {**EXAMPLE["prefetch"], "padding": _padding()}
+    return json.dumps({**EXAMPLE, "hookInstance": str(uuid.uuid4()), "prefetch": prefetch}).encode()
+
+
+def _padding() -> dict[str, Any]:
+    """A resource of over OFF_LOOP_BYTES, for a key no template declares: a body that is large by itself."""
+    return {"resourceType": "Basic", "id": "padding", "code": {"text": "x" * (OFF_LOOP_BYTES + 1)}}
 
 
 async def test_concurrent_calls_with_large_bodies_are_parsed_one_after_another(
@@ -254,10 +259,9 @@ async def test_a_call_with_a_large_body_lets_collection_run_while_it_waits_for_i
     seen: list[tuple[str, bool]] = []
     _spy_on_parse_and_facts(monkeypatch, lambda step: seen.append((step, gc.isenabled())))
     fhir_server.behave(delay_seconds=0.3)
-    padding = {"resourceType": "Basic", "id": "padding", "code": {"text": "x" * (OFF_LOOP_BYTES + 1)}}
     body = hook_request(
         patient_id=fhir_server.data.patient_id("Kozey"),
-        prefetch={"padding": padding},  # every declared key missing: fetched
+        prefetch={"padding": _padding()},  # every declared key missing: fetched
         fhirServer=fhir_server.base_url,
         fhirAuthorization={"access_token": "t0k3n", "token_type": "Bearer", "expires_in": 300, "scope": "user/*.read", "subject": "cds"},
     )
