@@ -159,6 +159,7 @@ def _run(args: argparse.Namespace, workloads: list[Workload]) -> dict[str, Any]:
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
         "machine": {
             "cpus": os.cpu_count(),
+            "cpu": cpu_model(_read_text("/proc/cpuinfo")),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "servers_on_cpus": server_cpus,
@@ -340,6 +341,31 @@ def _cpu_split(*, pin: bool) -> tuple[list[int], list[int]]:
     return [cpus[0]], [cpus[1]]
 
 
+def cpu_model(cpuinfo: str) -> str | None:
+    """The first CPU's name, family and model from /proc/cpuinfo: which machine a result came from.
+
+    Ratios move between machines (0.22-0.29 on typical so far), so results say what they ran on.
+    """
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the first processor's block is enough
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    name = fields.get("model name")
+    if not name:
+        return None
+    family, model = fields.get("cpu family"), fields.get("model")
+    return f"{name} (family {family}, model {model})" if family and model else name
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def _uvicorn_choices() -> dict[str, str]:
     """The event loop ``serve`` sets (the baseline gets the same) and the HTTP parser uvicorn picks ("auto")."""
     from uvicorn.config import Config
@@ -369,7 +395,8 @@ def _print_summary(
     results: dict[str, Any], runs: list[report.Run], targets: list[report.Target], workloads: list[Workload]
 ) -> None:
     machine = results["machine"]
-    print(f"\nback-knee-cds bench ({results['started']}, commit {machine['commit']}, {machine['cpus']} CPUs,"
+    print(f"\nback-knee-cds bench ({results['started']}, commit {machine['commit']}, {machine['cpus']} CPUs"
+          f" ({machine['cpu'] or 'CPU model unknown'}),"
           f" load average {machine['load_average_before'][0]} -> {machine['load_average_after'][0]};"
           f" uvicorn: {machine['uvicorn']['loop']}, {machine['uvicorn']['http']})")
     settings = results["settings"]

@@ -15,7 +15,7 @@ from bench.baseline_app import app as fastapi_baseline
 from bench.baseline_app import starlette_app as starlette_baseline
 from bench.loadgen import LoadResult, WrkError, parse_wrk_output
 from bench.report import Run, evaluate_targets, format_table, marginal_costs_us, median_round, sweep_slopes
-from bench.run import _service_env
+from bench.run import _service_env, cpu_model
 from bench.servers import cpu_seconds, start_baseline, start_service, wait_live
 from tests.support.fastapi_solving import solved  # noqa: F401 (a fixture)
 
@@ -160,3 +160,24 @@ def test_service_and_baseline_are_served_on_the_asyncio_loop(tmp_path: Path) -> 
         for server in servers:
             server.stop()
     assert importlib.util.find_spec("uvloop") is not None  # installed: "auto" would have picked it
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu vme
+
+processor\t: 1
+model name\t: Some Other CPU
+"""
+
+
+def test_cpu_model_names_the_first_processor_with_family_and_model() -> None:
+    assert cpu_model(CPUINFO) == "AMD EPYC (family 25, model 17)"
+
+
+def test_cpu_model_without_a_model_name_is_unknown() -> None:
+    assert cpu_model("processor\t: 0\nfeatures\t: fp asimd\n") is None
+    assert cpu_model("") is None
