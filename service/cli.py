@@ -98,11 +98,18 @@ def _serve(args: argparse.Namespace) -> int:
     # start with one line, instead of a traceback from each worker.
     app = create_app(settings)
     if args.workers > 1:
-        # Each worker builds its own app from the environment (uvicorn's factory mode).
-        uvicorn.run(
-            "service.runtime:create_serving_app_from_env", factory=True, host=args.host, port=args.port,
-            workers=args.workers, **UVICORN_OPTIONS,
-        )
+        from service.metrics import SharedMetricsDirectory
+
+        try:
+            shared = SharedMetricsDirectory()
+        except OSError as exc:
+            raise UsageError(f"--workers: cannot make a directory for the workers' shared /metrics counts ({exc})") from None
+        with shared:
+            # Each worker builds its own app from the environment (uvicorn's factory mode).
+            uvicorn.run(
+                "service.runtime:create_serving_app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, **UVICORN_OPTIONS,
+            )
         return 0
     from service.runtime import tune_gc_for_serving
 

@@ -1,22 +1,39 @@
-"""Prometheus metrics, one registry per app (so tests can build many apps in one process)."""
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process).
+
+Under ``serve --workers N`` each worker is its own process, and a scrape reaches one of them. So
+``serve`` gives the workers a shared directory (``SharedMetricsDirectory``), prometheus_client
+keeps every count in files there (its multiprocess mode), and ``/metrics`` sums all workers: a
+counter that jumped between one worker's count and another's would read as a reset every scrape.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "ValidationMemoReading"]
+__all__ = ["Metrics", "SharedMetricsDirectory", "ValidationMemoReading"]
 
-# (hits, misses, entries) of the validation memo, read when /metrics is scraped.
+# prometheus_client's own switch: read when it is first imported, so set before workers start.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# (hits, misses, entries) of the validation memo, read when /metrics is scraped (or, with workers
+# sharing their counts, after each CDS Hooks request).
 ValidationMemoReading = Callable[[], tuple[int, int, int]]
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._shared_directory = _shared_directory()
+        self._memo_publisher: _MemoPublisher | None = None
         self.requests = Counter(
             "cds_requests_total", "CDS Hooks requests by service and status", ["service", "status"], registry=self.registry
         )
@@ -53,6 +70,8 @@ class Metrics:
         requests, latency = children
         requests.inc()
         latency.observe(seconds)
+        if self._memo_publisher is not None:
+            self._memo_publisher.publish()
 
     def record_card(self, rule_id: str) -> None:
         """One card issued by ``rule_id``: ``cds_cards_total``."""
@@ -62,11 +81,97 @@ class Metrics:
         child.inc()
 
     def watch_validation_memo(self, read: ValidationMemoReading) -> None:
-        """Publish the validation memo's lookups and size, read at scrape time (nothing per call)."""
-        self.registry.register(_ValidationMemoCollector(read))
+        """Publish the validation memo's lookups and size: read at scrape time (nothing per call), or,
+        when workers share the counts, copied after each CDS Hooks request (a scrape reads files)."""
+        if self._shared_directory is None:
+            self.registry.register(_ValidationMemoCollector(read))
+        else:
+            self._memo_publisher = _MemoPublisher(read, self.registry)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self._shared_directory is None:
+            return generate_latest(self.registry)
+        _forget_dead_workers(self._shared_directory)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self._shared_directory)
+        return generate_latest(every_worker)
+
+
+class SharedMetricsDirectory:
+    """A new directory for the workers' counts, made at once (OSError when no temporary directory
+    can be made), named in PROMETHEUS_MULTIPROC_DIR inside the ``with`` (workers are spawned, so
+    they inherit it), removed at its end: counts never carry over from an earlier run."""
+
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix="back-knee-cds-metrics-")
+        self._before: str | None = None
+
+    def __enter__(self) -> str:
+        self._before = os.environ.get(MULTIPROCESS_ENV)
+        os.environ[MULTIPROCESS_ENV] = self.path
+        return self.path
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._before is None:
+            os.environ.pop(MULTIPROCESS_ENV, None)
+        else:
+            os.environ[MULTIPROCESS_ENV] = self._before
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _shared_directory() -> str | None:
+    """The directory prometheus_client writes this process's counts to, or None when it keeps them
+    in memory (its choice, made at its first import)."""
+    if values.ValueClass is values.MutexValue:
+        return None
+    return os.environ.get(MULTIPROCESS_ENV) or os.environ.get(MULTIPROCESS_ENV.lower())
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """A worker that has ended (uvicorn starts another when one dies, and all anew on SIGHUP) leaves
+    its gauge file: take it out of the sums. Its counter files stay: what it counted happened."""
+    for file in Path(directory).glob("gauge_live*_*.db"):
+        pid = file.stem.rpartition("_")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            mark_process_dead(int(pid), directory)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        pass
+    return True
+
+
+class _MemoPublisher:
+    """The validation memo's reading as shared metrics: the same names and meaning as
+    ``_ValidationMemoCollector``'s, summed over workers (lookups) and live workers (entries)."""
+
+    def __init__(self, read: ValidationMemoReading, registry: CollectorRegistry) -> None:
+        self._read = read
+        lookups = Counter("cds_validation_cache_lookups", _LOOKUPS_HELP, ["result"], registry=registry)
+        self._hits, self._misses = lookups.labels(result="hit"), lookups.labels(result="miss")
+        self._entries = Gauge("cds_validation_cache_entries", _ENTRIES_HELP, registry=registry, multiprocess_mode="livesum")
+        self._published = (0, 0, 0)
+
+    def publish(self) -> None:
+        reading = self._read()
+        if reading == self._published:
+            return
+        hits, misses, entries = reading
+        if hits > self._published[0]:
+            self._hits.inc(hits - self._published[0])
+        if misses > self._published[1]:
+            self._misses.inc(misses - self._published[1])
+        self._entries.set(entries)
+        self._published = reading
+
+
+_LOOKUPS_HELP = "Resource validations answered from the memo (hit) or validated (miss)"
+_ENTRIES_HELP = "Validation outcomes remembered"
 
 
 class _ValidationMemoCollector(Collector):
@@ -78,10 +183,8 @@ class _ValidationMemoCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         hits, misses, entries = self._read()
-        lookups = CounterMetricFamily(
-            "cds_validation_cache_lookups", "Resource validations answered from the memo (hit) or validated (miss)", labels=["result"]
-        )
+        lookups = CounterMetricFamily("cds_validation_cache_lookups", _LOOKUPS_HELP, labels=["result"])
         lookups.add_metric(["hit"], hits)
         lookups.add_metric(["miss"], misses)
         yield lookups
-        yield GaugeMetricFamily("cds_validation_cache_entries", "Validation outcomes remembered", value=entries)
+        yield GaugeMetricFamily("cds_validation_cache_entries", _ENTRIES_HELP, value=entries)
