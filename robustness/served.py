@@ -35,6 +35,11 @@ class Served:
     base_url: str
     log_path: Path
     env: Mapping[str, str]
+    process: subprocess.Popen[bytes]
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rpartition(":")[2])
 
     def server_errors(self) -> list[str]:
         """Log lines at level error or above, and tracebacks (a robust run has none)."""
@@ -83,8 +88,10 @@ def upgrade_database(env: Mapping[str, str]) -> None:
 
 
 @contextmanager
-def serve(env: Mapping[str, str], *, log_path: Path, workers: int = 1) -> Iterator[Served]:
-    """Start the server, wait until ``/health/live`` answers, and stop it (SIGINT, then SIGKILL)."""
+def serve(env: Mapping[str, str], *, log_path: Path, workers: int = 1, ready: bool = False) -> Iterator[Served]:
+    """Start the server, wait until ``/health/live`` answers (``/health/ready`` with ``ready``), and
+    stop it: SIGINT, then SIGKILL. A graceful stop first, so that under ``--workers N`` the workers
+    stop with it and ``serve`` removes what it made."""
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -96,24 +103,24 @@ def serve(env: Mapping[str, str], *, log_path: Path, workers: int = 1) -> Iterat
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            _wait_live(base_url, process)
-            yield Served(base_url=base_url, log_path=log_path, env=env)
+            _wait_answering(f"{base_url}/health/{'ready' if ready else 'live'}", process)
+            yield Served(base_url=base_url, log_path=log_path, env=env, process=process)
         finally:
             _stop(process)
 
 
-def _wait_live(base_url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_answering(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"back-knee-cds serve exited with {process.returncode} before answering")
         try:
-            if httpx.get(f"{base_url}/health/live", timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise SystemExit(f"back-knee-cds serve did not answer {base_url}/health/live within {_START_TIMEOUT_SECONDS:.0f} s")
+    raise SystemExit(f"back-knee-cds serve did not answer {url} within {_START_TIMEOUT_SECONDS:.0f} s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

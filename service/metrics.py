@@ -8,6 +8,7 @@ counter that jumped between one worker's count and another's would read as a res
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -16,13 +17,22 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "SharedMetricsDirectory", "ValidationMemoReading"]
+__all__ = ["Metrics", "SharedMetricsDirectory", "ValidationMemoReading", "reserve_shared_files"]
+
+_log = logging.getLogger(__name__)
 
 # prometheus_client's own switch: read when it is first imported, so set before workers start.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set beside it by ``serve``: /metrics sums the files only in a directory serve made for this run.
+# A PROMETHEUS_MULTIPROC_DIR set by someone else may hold other runs' or programs' files.
+MADE_BY_SERVE_ENV = "BACK_KNEE_CDS_SHARED_METRICS_DIR"
+# Room reserved for each of a worker's count files (prometheus_client starts them at 64 KiB, sparse,
+# and grows them as label values come): our bounded labels need a few hundred KiB at most.
+RESERVED_FILE_BYTES = 1 << 20
+_FILE_KINDS = ("counter", "histogram", "gauge_livesum")
 
 # (hits, misses, entries) of the validation memo, read when /metrics is scraped (or, with workers
 # sharing their counts, after each CDS Hooks request).
@@ -93,7 +103,7 @@ class Metrics:
             return generate_latest(self.registry)
         _forget_dead_workers(self._shared_directory)
         every_worker = CollectorRegistry()
-        MultiProcessCollector(every_worker, path=self._shared_directory)
+        every_worker.register(_ReadableFilesCollector(self._shared_directory))
         return generate_latest(every_worker)
 
 
@@ -108,10 +118,11 @@ class SharedMetricsDirectory:
 
     def __enter__(self) -> str:
         self._before = os.environ.get(MULTIPROCESS_ENV)
-        os.environ[MULTIPROCESS_ENV] = self.path
+        os.environ[MULTIPROCESS_ENV] = os.environ[MADE_BY_SERVE_ENV] = self.path
         return self.path
 
     def __exit__(self, *exc_info: object) -> None:
+        os.environ.pop(MADE_BY_SERVE_ENV, None)
         if self._before is None:
             os.environ.pop(MULTIPROCESS_ENV, None)
         else:
@@ -119,12 +130,36 @@ class SharedMetricsDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def reserve_shared_files() -> None:
+    """In a worker sharing its counts: make this process's count files now, their room allocated.
+
+    prometheus_client writes counts through memory-mapped files, and a write to a page the
+    filesystem has no room for kills the process (SIGBUS): with a full TMPDIR every worker died at
+    its first call and uvicorn started another, forever. Allocated here, a full disk stops the
+    worker's start with one line instead. Raises RuntimeError then; does nothing when not sharing.
+    """
+    directory = _shared_directory()
+    if directory is None:
+        return
+    for kind in _FILE_KINDS:
+        path = Path(directory) / f"{kind}_{os.getpid()}.db"  # the name prometheus_client gives it
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(descriptor, 0, RESERVED_FILE_BYTES)
+            finally:
+                os.close(descriptor)
+        except OSError as exc:
+            raise RuntimeError(f"cannot reserve room for the /metrics counts in {directory} ({exc.strerror or exc})") from None
+
+
 def _shared_directory() -> str | None:
-    """The directory prometheus_client writes this process's counts to, or None when it keeps them
-    in memory (its choice, made at its first import)."""
+    """The directory ``serve`` made for its workers' counts, when prometheus_client writes this
+    process's counts there (its choice, made at its first import); else None."""
     if values.ValueClass is values.MutexValue:
         return None
-    return os.environ.get(MULTIPROCESS_ENV) or os.environ.get(MULTIPROCESS_ENV.lower())
+    directory = os.environ.get(MADE_BY_SERVE_ENV)
+    return directory if directory and directory == os.environ.get(MULTIPROCESS_ENV) else None
 
 
 def _forget_dead_workers(directory: str) -> None:
@@ -133,7 +168,32 @@ def _forget_dead_workers(directory: str) -> None:
     for file in Path(directory).glob("gauge_live*_*.db"):
         pid = file.stem.rpartition("_")[2]
         if pid.isdigit() and not _running(int(pid)):
-            mark_process_dead(int(pid), directory)
+            file.unlink(missing_ok=True)  # another worker's scrape may have taken it out first
+
+
+class _ReadableFilesCollector(Collector):
+    """prometheus_client's MultiProcessCollector, less the files it cannot read: one bad file (a
+    worker killed while making it, something else's .db) would otherwise fail every scrape."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        files = sorted(str(path) for path in Path(self._directory).glob("*.db"))
+        try:
+            return iter(MultiProcessCollector.merge(files, accumulate=True))
+        except Exception:  # noqa: BLE001 - which file, and how it is broken, is found below
+            readable = [file for file in files if _readable(file)]
+            _log.warning("metrics: skipped unreadable count files", extra={"skipped": len(files) - len(readable)})
+            return iter(MultiProcessCollector.merge(readable, accumulate=True))
+
+
+def _readable(file: str) -> bool:
+    try:
+        MultiProcessCollector.merge([file], accumulate=True)
+    except Exception:  # noqa: BLE001 - struct, JSON, OS and value errors alike mean unreadable
+        return False
+    return True
 
 
 def _running(pid: int) -> bool:

@@ -38,10 +38,12 @@ def create_serving_app_from_env() -> object:
     tunes its own GC. Workers are spawned, not forked: nothing the parent configured carries over."""
     from service.app import create_app
     from service.logs import configure_logging
+    from service.metrics import reserve_shared_files
     from service.settings import settings_from_env
 
     settings = settings_from_env()
     configure_logging(settings.log_format, settings.log_level)
+    reserve_shared_files()  # before any count is written; uvicorn logs a failure as one line
     app = create_app(settings)
     tune_gc_for_serving()
     return app

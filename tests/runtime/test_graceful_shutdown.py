@@ -14,15 +14,17 @@ import orjson
 
 from service.cli import SHUTDOWN_GRACE_SECONDS
 from tests.cdshooks.requests import EMPTY_PREFETCH, hook_request
-from tests.support.serve_process import serve_process
+from robustness.served import serve, service_env
 
 RISK = "/cds-services/back-knee-risk-factors"
 
 
 def test_a_stalled_upload_does_not_hold_the_shutdown(tmp_path: Path) -> None:
-    with serve_process(tmp_path) as served:
+    database = tmp_path / "audit.sqlite3"
+    env = service_env(tmp_path, f"sqlite:///{database}", CDS_MIGRATE_ON_START="true", CDS_LOG_LEVEL="INFO")
+    with serve(env, log_path=tmp_path / "serve.log", ready=True) as served:
         answered = urllib.request.Request(
-            f"{served.url}{RISK}", data=orjson.dumps(hook_request(prefetch=EMPTY_PREFETCH)),
+            f"{served.base_url}{RISK}", data=orjson.dumps(hook_request(prefetch=EMPTY_PREFETCH)),
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(answered, timeout=10) as response:
@@ -39,8 +41,8 @@ def test_a_stalled_upload_does_not_hold_the_shutdown(tmp_path: Path) -> None:
         answer = stalled.recv(4096)
         stalled.close()
     assert answer.startswith(b"HTTP/1.1 503")
-    lines = served.log.read_text().splitlines()
+    lines = served.log_path.read_text().splitlines()
     assert not [line for line in lines if "Traceback" in line or "Exception in ASGI" in line]
     assert any('"Application shutdown complete."' in line for line in lines)
-    with sqlite3.connect(served.database) as connection:
+    with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT count(*) FROM invocation").fetchone() == (1,)

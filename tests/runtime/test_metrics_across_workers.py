@@ -12,19 +12,19 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from bench.workloads import typical
-from service.metrics import MULTIPROCESS_ENV, Metrics, SharedMetricsDirectory
+from robustness.served import Served, serve, service_env
+from service.metrics import MADE_BY_SERVE_ENV, MULTIPROCESS_ENV, RESERVED_FILE_BYTES, Metrics, SharedMetricsDirectory
 from tests.cli import run_cli
 from tests.conftest import REPO_ROOT, SHARED_FIXTURES
-from tests.support.serve_process import Served, serve_process, wait_ready
 
 RISK = "/cds-services/back-knee-risk-factors"
-CALLS = 48
 
 
 def _samples(page: str) -> dict[str, float]:
@@ -44,52 +44,85 @@ def _series(page: str) -> set[str]:
 
 
 def _scrape(served: Served) -> dict[str, float]:
-    with urllib.request.urlopen(f"{served.url}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"{served.base_url}/metrics", timeout=10) as response:
         return _samples(response.read().decode())
 
 
 def _call(served: Served, body: bytes) -> int:
-    request = urllib.request.Request(f"{served.url}{RISK}", data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"{served.base_url}{RISK}", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
         return int(response.status)
 
 
 def _workers(served: Served) -> set[int]:
-    """The processes uvicorn started for the workers (children of ``serve``)."""
+    """The processes uvicorn started for the workers (children of ``serve``) that have started their app."""
     children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children").read_text().split()
-    return {int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+    started = served.log_path.read_text().count("Application startup complete.")
+    workers = set()
+    for pid in children:
+        with suppress(FileNotFoundError):  # a child that ended since the list was read
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.add(int(pid))
+    return workers if started >= len(workers) else set()
 
 
-def _counted(samples: dict[str, float]) -> tuple[float, float, float]:
+def _shared_directory(worker: int) -> Path:
+    environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{worker}/environ").read_bytes().split(b"\0") if b"=" in item)
+    return Path(environ[MADE_BY_SERVE_ENV.encode()].decode())
+
+
+def _answered_by(directory: Path, worker: int) -> float:
+    """Calls this worker has counted, read from its own file."""
+    families = MultiProcessCollector.merge([str(directory / f"counter_{worker}.db")])
+    return sum(sample.value for family in families for sample in family.samples if sample.name == "cds_requests_total")
+
+
+def _counted(samples: dict[str, float]) -> tuple[float, float, float, float]:
     requests = samples.get('cds_requests_total{service="back-knee-risk-factors",status="200"}', 0.0)
+    timed = samples.get('cds_request_seconds_count{service="back-knee-risk-factors",status="200"}', 0.0)
     cards = sum(value for name, value in samples.items() if name.startswith("cds_cards_total{"))
     lookups = sum(value for name, value in samples.items() if name.startswith("cds_validation_cache_lookups_total{"))
-    return requests, cards, lookups
+    return requests, timed, cards, lookups
+
+
+def _until_both_started(served: Served) -> set[int]:
+    deadline = time.monotonic() + 30
+    while len(workers := _workers(served)) < 2:
+        assert time.monotonic() < deadline, "two workers did not start"
+        time.sleep(0.1)
+    return workers
 
 
 def test_every_scrape_counts_every_workers_calls_and_a_dead_workers_calls_stay(tmp_path: Path) -> None:
     body = typical(SHARED_FIXTURES).body
-    with serve_process(tmp_path, "--workers", "2") as served:
-        workers = _workers(served)
-        assert len(workers) == 2
-        # Concurrent calls, so both workers answer some (one at a time, one worker may take all).
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'audit.sqlite3'}", CDS_MIGRATE_ON_START="true", CDS_LOG_LEVEL="INFO")
+    with serve(env, log_path=tmp_path / "serve.log", workers=2, ready=True) as served:
+        workers = _until_both_started(served)
+        directory = _shared_directory(next(iter(workers)))
+        # Concurrent calls until each worker has answered some: only then can a sum differ from one worker's count.
+        calls = 0
         with ThreadPoolExecutor(max_workers=8) as pool:
-            assert set(pool.map(lambda _: _call(served, body), range(CALLS))) == {200}
+            while min(_answered_by(directory, worker) for worker in workers) == 0:
+                assert calls < 400, "one worker answered every call"
+                assert set(pool.map(lambda _: _call(served, body), range(16))) == {200}
+                calls += 16
         scrapes = [_counted(_scrape(served)) for _ in range(8)]
-        requests, cards, lookups = scrapes[0]
-        assert requests == CALLS and cards >= CALLS and lookups > 0
+        requests, timed, cards, lookups = scrapes[0]
+        assert requests == timed == calls and cards >= calls and lookups > 0
         assert scrapes == [scrapes[0]] * len(scrapes)
 
-        os.kill(next(iter(workers)), signal.SIGKILL)
+        os.kill(next(iter(workers)), signal.SIGKILL)  # it answered some calls: their counts stay
         deadline = time.monotonic() + 30
-        while len(_workers(served) - workers) < 1:  # uvicorn starts a new one
+        while not _workers(served) - workers:  # uvicorn starts a new one
             assert time.monotonic() < deadline, "no worker replaced the killed one"
             time.sleep(0.1)
-        wait_ready(served)
         assert all(_counted(_scrape(served)) == scrapes[0] for _ in range(4))
         assert _call(served, body) == 200
-        assert _counted(_scrape(served))[0] == CALLS + 1
+        assert _counted(_scrape(served))[0] == calls + 1
+    assert served.process.returncode == 0
+    assert not directory.exists()  # serve removed it when it stopped
+    assert not served.server_errors()
 
 
 # One process's counts in a shared directory: a request, a card, a lost audit record and the
@@ -113,7 +146,7 @@ _RENDER = "import sys; from service.metrics import Metrics; sys.stdout.write(Met
 
 
 def _in_shared_directory(directory: Path, code: str, *args: str, **popen: object) -> subprocess.Popen[str]:
-    env = {**os.environ, MULTIPROCESS_ENV: str(directory)}
+    env = {**os.environ, MULTIPROCESS_ENV: str(directory), MADE_BY_SERVE_ENV: str(directory)}
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env, text=True, **popen)  # type: ignore[call-overload]
 
 
@@ -172,10 +205,15 @@ def test_the_shared_directory_is_named_while_serving_and_removed_after(monkeypat
     assert not Path(path).exists()
 
 
+def _must_not_serve(*args: object, **kwargs: object) -> None:
+    raise AssertionError("serve went on without a directory for the workers' counts")
+
+
 def test_no_directory_for_the_workers_is_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "missing"))
+    monkeypatch.setattr("uvicorn.run", _must_not_serve)  # were the directory made, this fails instead of serving
     monkeypatch.setattr("service.logs.configure_logging", lambda *args: None)
     monkeypatch.setenv("CDS_AUTH", "off")
     monkeypatch.setenv("CDS_PATIENT_KEY", "served-test-patient-key-0123456789")
@@ -184,3 +222,58 @@ def test_no_directory_for_the_workers_is_one_line(
     assert (code, out) == (2, "")
     assert err.startswith("error: --workers: cannot make a directory for the workers' shared /metrics counts (")
     assert err.count("\n") == 1
+
+
+_RESERVE = """
+import os, resource, signal, sys
+from service.metrics import Metrics, reserve_shared_files
+if len(sys.argv) > 1:  # a file size limit stands in for a full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+try:
+    reserve_shared_files()
+except RuntimeError as exc:
+    sys.exit(str(exc))
+metrics = Metrics()
+metrics.record_request("back-knee-risk-factors", 200, 0.004)
+print(os.getpid())
+"""
+
+
+def test_a_worker_reserves_its_count_files_before_counting(tmp_path: Path) -> None:
+    """Written through memory maps, a page a full disk has no room for kills the worker (SIGBUS)."""
+    worker = _in_shared_directory(tmp_path, _RESERVE, stdout=subprocess.PIPE)
+    out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0
+    for kind in ("counter", "histogram", "gauge_livesum"):
+        allocated = (tmp_path / f"{kind}_{out.strip()}.db").stat().st_blocks * 512
+        assert allocated >= RESERVED_FILE_BYTES, kind  # allocated, not a sparse file
+    assert _samples(_render(tmp_path))['cds_requests_total{service="back-knee-risk-factors",status="200"}'] == 1
+
+
+def test_no_room_for_the_count_files_is_one_line(tmp_path: Path) -> None:
+    worker = _in_shared_directory(tmp_path, _RESERVE, str(RESERVED_FILE_BYTES // 2), stderr=subprocess.PIPE)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 1
+    assert err == f"cannot reserve room for the /metrics counts in {tmp_path} (File too large)\n"
+
+
+def test_a_directory_serve_did_not_make_is_not_summed(tmp_path: Path) -> None:
+    """A PROMETHEUS_MULTIPROC_DIR set by someone else may hold earlier runs' files: one process reports its own counts."""
+    assert _in_shared_directory(tmp_path, _WORKER, "end", "1", "1", "1").wait(timeout=60) == 0
+    env = {**os.environ, MULTIPROCESS_ENV: str(tmp_path)}
+    env.pop(MADE_BY_SERVE_ENV, None)
+    own = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom service.metrics import Metrics\nm = Metrics()\n"
+         "m.record_request('back-knee-risk-factors', 200, 0.004)\nsys.stdout.write(m.render().decode())"],
+        cwd=REPO_ROOT, env=env, text=True, capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert _samples(own.stdout)['cds_requests_total{service="back-knee-risk-factors",status="200"}'] == 1
+
+
+def test_an_unreadable_count_file_is_skipped_not_a_failed_scrape(tmp_path: Path) -> None:
+    assert _in_shared_directory(tmp_path, _WORKER, "end", "1", "1", "1").wait(timeout=60) == 0
+    (tmp_path / "counter_999999999.db").write_bytes(b"")  # a worker killed while making its file
+    (tmp_path / "other.db").write_bytes(b"not a count file")
+    samples = _samples(_render(tmp_path))
+    assert samples['cds_requests_total{service="back-knee-risk-factors",status="200"}'] == 1
