@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import sqlalchemy as sa
 
 from robustness.served import serve, service_env, upgrade_database

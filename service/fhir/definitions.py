@@ -355,24 +355,24 @@ def _check_references(
     path: Path,
 ) -> None:
     where = f"fact '{name}'"
-    for field in ("concepts", "member_concepts"):
-        for index, concept in enumerate(getattr(definition, field, ())):
-            _check_concept(concept, concepts, path, where, f"{field}[{index}]")
+    for attribute in ("concepts", "member_concepts"):
+        for index, concept in enumerate(getattr(definition, attribute, ())):
+            _check_concept(concept, concepts, path, where, f"{attribute}[{index}]")
     if isinstance(definition, ConditionAfterFactDefinition):
         for index, concept in enumerate(definition.after.concepts):
             _check_concept(concept, concepts, path, where, f"after.concepts[{index}]")
-    for field, quantity in _observation_fields(definition).items():
-        observation_name = getattr(definition, field)
+    for attribute, quantity in _observation_fields(definition).items():
+        observation_name = getattr(definition, attribute)
         observation = observations.get(observation_name)
         if observation is None:
             raise CatalogueError(
                 str(path), f"unknown observation '{observation_name}'; 'observations' defines: {', '.join(observations)}",
-                entry=where, field=field,
+                entry=where, field=attribute,
             )
         if observation.quantity != quantity:
             raise CatalogueError(
                 str(path), f"observation '{observation_name}' measures {observation.quantity}, not {quantity}",
-                entry=where, field=field,
+                entry=where, field=attribute,
             )
     if isinstance(definition, ExcessWeightFactDefinition):
         target = facts.get(definition.bmi_fact)
