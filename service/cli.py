@@ -105,16 +105,31 @@ def _serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"--workers: cannot make a directory for the workers' shared /metrics counts ({exc})") from None
         with shared:
-            # Each worker builds its own app from the environment (uvicorn's factory mode).
-            uvicorn.run(
-                "service.runtime:create_serving_app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, **UVICORN_OPTIONS,
-            )
-        return 0
+            return _serve_workers(args)
     from service.runtime import tune_gc_for_serving
 
     tune_gc_for_serving()  # after start-up: what it built is frozen out of every collection
     uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS)
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """What ``uvicorn.run(..., workers=N)`` does, plus the exit code it does not give: when a worker
+    fails to start (its app cannot be built), uvicorn stops every worker and returns normally, and
+    an exit 0 would tell an orchestrator the service stopped cleanly."""
+    from uvicorn import Config
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    # Each worker builds its own app from the environment (uvicorn's factory mode).
+    config = Config(
+        "service.runtime:create_serving_app_from_env", factory=True, host=args.host, port=args.port,
+        workers=args.workers, **UVICORN_OPTIONS,
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        return STARTUP_FAILURE  # the worker logged why; uvicorn exits 3 for one worker as well
     return 0
 
 

@@ -19,6 +19,8 @@ it has its turn (``service.cdshooks.off_loop``).
 from __future__ import annotations
 
 import gc
+import logging
+import sys
 
 __all__ = ["FIRST_GENERATION_THRESHOLD", "create_serving_app_from_env", "tune_gc_for_serving"]
 
@@ -36,14 +38,24 @@ def tune_gc_for_serving(*, first_threshold: int = FIRST_GENERATION_THRESHOLD) ->
 def create_serving_app_from_env() -> object:
     """uvicorn's factory for several workers: each worker sets up its logging, builds its app, then
     tunes its own GC. Workers are spawned, not forked: nothing the parent configured carries over."""
+    from uvicorn.config import STARTUP_FAILURE
+
     from service.app import create_app
+    from service.catalogue_error import CatalogueError
+    from service.config_error import ConfigError
     from service.logs import configure_logging
     from service.metrics import reserve_shared_files
     from service.settings import settings_from_env
 
     settings = settings_from_env()
     configure_logging(settings.log_format, settings.log_level)
-    reserve_shared_files()  # before any count is written; uvicorn logs a failure as one line
-    app = create_app(settings)
+    # uvicorn restarts a worker whose factory raises, forever, each time with a traceback; it stops
+    # them all (and serve exits 3) only for a worker that exits with its STARTUP_FAILURE code.
+    try:
+        reserve_shared_files()  # before any count is written
+        app = create_app(settings)
+    except (ConfigError, CatalogueError, RuntimeError) as exc:
+        logging.getLogger("service.runtime").error("worker could not start: %s", exc)
+        sys.exit(STARTUP_FAILURE)
     tune_gc_for_serving()
     return app

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from bench.workloads import typical
-from robustness.served import Served, serve, service_env
+from robustness.served import Served, free_port, serve, service_env
 from service.metrics import MADE_BY_SERVE_ENV, MULTIPROCESS_ENV, RESERVED_FILE_BYTES, Metrics, SharedMetricsDirectory
 from tests.cli import run_cli
 from tests.conftest import REPO_ROOT, SHARED_FIXTURES
@@ -277,3 +277,30 @@ def test_an_unreadable_count_file_is_skipped_not_a_failed_scrape(tmp_path: Path)
     (tmp_path / "other.db").write_bytes(b"not a count file")
     samples = _samples(_render(tmp_path))
     assert samples['cds_requests_total{service="back-knee-risk-factors",status="200"}'] == 1
+
+
+def _limit_file_size() -> None:
+    """In the child, before it runs serve: a file size limit its spawned workers inherit (a full disk's stand-in)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the limit kills the process instead of failing the write
+    resource.setrlimit(resource.RLIMIT_FSIZE, (RESERVED_FILE_BYTES // 2, RESERVED_FILE_BYTES // 2))
+
+
+def test_workers_that_cannot_start_stop_serve_with_exit_3_and_one_line_why(tmp_path: Path) -> None:
+    """uvicorn stops every worker when one fails to start; serve exited 0 then, as if stopped on purpose."""
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'audit.sqlite3'}", CDS_MIGRATE_ON_START="true", TMPDIR=str(tmp_path))
+    port = str(free_port())
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", port, "--workers", "2"], cwd=REPO_ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_limit_file_size, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = serving.communicate(timeout=60)  # before, workers failed and were restarted without end
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(serving.pid, signal.SIGKILL)  # serve and any worker it left
+    assert serving.returncode == 3
+    assert f"worker could not start: cannot reserve room for the /metrics counts in {tmp_path}/back-knee-cds-metrics-" in output
+    assert "Traceback" not in output
+    assert not list(tmp_path.glob("back-knee-cds-metrics-*"))
