@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "SharedMetricsDirectory", "ValidationMemoReading", "reserve_shared_files"]
+__all__ = ["Metrics", "MetricsRoomError", "SharedMetricsDirectory", "ValidationMemoReading", "reserve_shared_files"]
 
 _log = logging.getLogger(__name__)
 
@@ -131,13 +131,17 @@ class SharedMetricsDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class MetricsRoomError(RuntimeError):
+    """No room for a worker's count files: its start fails (``create_serving_app_from_env``)."""
+
+
 def reserve_shared_files() -> None:
     """In a worker sharing its counts: make this process's count files now, their room allocated.
 
     prometheus_client writes counts through memory-mapped files, and a write to a page the
     filesystem has no room for kills the process (SIGBUS): with a full TMPDIR every worker died at
     its first call and uvicorn started another, forever. Allocated here, a full disk stops the
-    worker's start with one line instead. Raises RuntimeError then; does nothing when not sharing.
+    worker's start with one line instead. Raises MetricsRoomError then; does nothing when not sharing.
     """
     directory = _shared_directory()
     if directory is None:
@@ -151,7 +155,7 @@ def reserve_shared_files() -> None:
             finally:
                 os.close(descriptor)
         except OSError as exc:
-            raise RuntimeError(f"cannot reserve room for the /metrics counts in {directory} ({exc.strerror or exc})") from None
+            raise MetricsRoomError(f"cannot reserve room for the /metrics counts in {directory} ({exc.strerror or exc})") from None
 
 
 def _shared_directory() -> str | None:

@@ -44,7 +44,7 @@ def create_serving_app_from_env() -> object:
     from service.catalogue_error import CatalogueError
     from service.config_error import ConfigError
     from service.logs import configure_logging
-    from service.metrics import reserve_shared_files
+    from service.metrics import MetricsRoomError, reserve_shared_files
     from service.settings import settings_from_env
 
     settings = settings_from_env()
@@ -54,7 +54,7 @@ def create_serving_app_from_env() -> object:
     try:
         reserve_shared_files()  # before any count is written
         app = create_app(settings)
-    except (ConfigError, CatalogueError, RuntimeError) as exc:
+    except (ConfigError, CatalogueError, MetricsRoomError) as exc:  # expected; anything else keeps its traceback
         logging.getLogger("service.runtime").error("worker could not start: %s", exc)
         sys.exit(STARTUP_FAILURE)
     tune_gc_for_serving()
