@@ -224,15 +224,20 @@ def test_no_directory_for_the_workers_is_one_line(
     assert err.count("\n") == 1
 
 
+def _limit_file_size() -> None:
+    """In the child before it runs: a file size limit, a full disk's stand-in (spawned workers inherit it)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the limit kills the process instead of failing the write
+    resource.setrlimit(resource.RLIMIT_FSIZE, (RESERVED_FILE_BYTES // 2, RESERVED_FILE_BYTES // 2))
+
+
 _RESERVE = """
-import os, resource, signal, sys
-from service.metrics import Metrics, reserve_shared_files
-if len(sys.argv) > 1:  # a file size limit stands in for a full disk
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+import os, sys
+from service.metrics import Metrics, MetricsRoomError, reserve_shared_files
 try:
     reserve_shared_files()
-except RuntimeError as exc:
+except MetricsRoomError as exc:
     sys.exit(str(exc))
 metrics = Metrics()
 metrics.record_request("back-knee-risk-factors", 200, 0.004)
@@ -252,7 +257,7 @@ def test_a_worker_reserves_its_count_files_before_counting(tmp_path: Path) -> No
 
 
 def test_no_room_for_the_count_files_is_one_line(tmp_path: Path) -> None:
-    worker = _in_shared_directory(tmp_path, _RESERVE, str(RESERVED_FILE_BYTES // 2), stderr=subprocess.PIPE)
+    worker = _in_shared_directory(tmp_path, _RESERVE, stderr=subprocess.PIPE, preexec_fn=_limit_file_size)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 1
     assert err == f"cannot reserve room for the /metrics counts in {tmp_path} (File too large)\n"
@@ -277,14 +282,6 @@ def test_an_unreadable_count_file_is_skipped_not_a_failed_scrape(tmp_path: Path)
     (tmp_path / "other.db").write_bytes(b"not a count file")
     samples = _samples(_render(tmp_path))
     assert samples['cds_requests_total{service="back-knee-risk-factors",status="200"}'] == 1
-
-
-def _limit_file_size() -> None:
-    """In the child, before it runs serve: a file size limit its spawned workers inherit (a full disk's stand-in)."""
-    import resource
-
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the limit kills the process instead of failing the write
-    resource.setrlimit(resource.RLIMIT_FSIZE, (RESERVED_FILE_BYTES // 2, RESERVED_FILE_BYTES // 2))
 
 
 def test_workers_that_cannot_start_stop_serve_with_exit_3_and_one_line_why(tmp_path: Path) -> None:
