@@ -9,6 +9,7 @@ it never degrades into "no cards" at the bedside.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -270,6 +271,22 @@ def _whole_sentence_of(citation: str, article: str) -> bool:
     return False
 
 
+# A citation opening with one of these means the sentence before it ("It can also help ..." after
+# "Physical therapy can ..."): quoted alone, a card would not say what "it" is.
+_REFERS_BACK = ("This ", "It ", "These ", "They ", "That ", "Those ")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
+def _sentence_before(citation: str, article: str) -> str | None:
+    """The sentence before ``citation``'s first occurrence in the same paragraph (a line of the
+    article), or None when it opens its paragraph."""
+    at = article.find(citation)
+    paragraph_so_far = article[:at].rsplit("\n", 1)[-1].strip()
+    if not paragraph_so_far:
+        return None
+    return _SENTENCE_BREAK.split(paragraph_so_far)[-1]
+
+
 def _load_article(path: Path, *, catalogue_path: Path) -> str:
     """The article text; leading ``#`` lines are provenance, not article."""
     try:
@@ -424,12 +441,19 @@ def _check_summary_fits(summary: Template, reasons: Sequence[Reason], *, fail: A
 
 
 def _check_citations(citations: Sequence[str], article: str, *, fail: Any) -> None:
-    """Each citation a whole sentence of the article, word for word, listed once."""
+    """Each citation a whole sentence of the article, word for word, listed once, with the sentence
+    it refers back to ("This ...", "It ...") cited too."""
     for index, citation in enumerate(citations):
         if citation not in article:
             raise fail(f"citations[{index}]", f"not found word for word in the article: {citation[:60]!r}")
         if not _whole_sentence_of(citation, article):
             raise fail(f"citations[{index}]", f"not a whole sentence of the article (a card quotes it as one): {citation[:60]!r}")
+        before = _sentence_before(citation, article) if citation.startswith(_REFERS_BACK) else None
+        if before is not None and before not in citations:
+            raise fail(
+                f"citations[{index}]",
+                f"refers back to the sentence before it in the article, which is not cited: {before[:60]!r}",
+            )
     if len(set(citations)) != len(citations):
         raise fail("citations", "a citation is listed twice")
 

@@ -204,10 +204,10 @@ def test_rules_check_lists_every_rule(capsys: pytest.CaptureFixture[str]) -> Non
     code, out, err = run_cli(capsys, "rules", "check", str(REPO_ROOT / "rules"))
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert "catalogue 1.0.3: 9 rules, 3 services" in lines[0]
+    assert "catalogue 1.0.4: 9 rules, 3 services" in lines[0]
     assert "risk-factors 1.0.2 back-knee-risk-factors" in lines
     assert "post-injury-back-pain 1.0.1 back-knee-injury-referral" in lines
-    assert "knee-arthritis-care 1.0.1 back-knee-care-guidance" in lines
+    assert "knee-arthritis-care 1.0.2 back-knee-care-guidance" in lines
     assert len(lines) == 10
 
 

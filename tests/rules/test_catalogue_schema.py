@@ -14,6 +14,8 @@ from service.engine.catalogue import load_catalogue
 from tests.conftest import REPO_ROOT
 
 RULE = "rules/weight-management.yaml"
+# "It" is physical therapy, in the article's sentence before this one.
+RANGE_OF_MOTION = "It can also help to restore the knee’s range of motion and improve walking issues."
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def test_shipped_catalogue_loads() -> None:
         "sciatica-guidance",
         "knee-arthritis-care",
     ]
-    assert catalogue.version == "1.0.3"
+    assert catalogue.version == "1.0.4"
     assert catalogue.suppress_days == {rule.id: 90 for rule in catalogue.rules}
     assert catalogue.suppressing_reasons == frozenset({"already-addressed", "patient-declined"})
     assert {r.code for r in catalogue.override_reasons} == {"already-addressed", "patient-declined", "not-relevant", "data-incorrect"}
@@ -82,6 +84,8 @@ def test_shipped_catalogue_loads() -> None:
         (lambda d: d["citations"].append("Weight loss cures everything."), "field 'citations[3]': not found word for word in the article"),
         (lambda d: d["citations"].append("knee pain"), "field 'citations[3]': not a whole sentence of the article"),
         (lambda d: d["citations"].append("alleviate knee pain for individuals who are overweight or have obesity."), "field 'citations[3]': not a whole sentence"),
+        (lambda d: d["citations"].append(RANGE_OF_MOTION), "field 'citations[3]': refers back to the sentence before it in the article, which is not cited: 'Physical therapy can"),
+        (lambda d: d.update(citations=[d["citations"][0], "This may be necessary after an extreme injury or for a severe case of knee arthritis."]), "field 'citations[1]': refers back to the sentence before it in the article, which is not cited: 'Some individuals may"),
         (lambda d: d.update(citations=[]), "field 'citations'"),
         (lambda d: d.pop("selection_behavior"), "selection_behavior is required"),
         (lambda d: d["suggestions"][0]["request"].update(intent="wish"), "field 'suggestions[0].request.intent'"),
@@ -94,6 +98,20 @@ def test_rule_file_errors_name_file_rule_and_field(rules_copy: Path, change: Cal
     message = _error(rules_copy)
     assert message.startswith(f"{rules_copy / RULE}: rule '"), message
     assert expected in message
+
+
+@pytest.mark.parametrize(
+    "added",
+    [
+        ["Physical therapy can also help strengthen the injured area during recovery.", RANGE_OF_MOTION],
+        # Opens its paragraph: what it refers back to is not a sentence of that paragraph.
+        ["These alterations may place unusual strain on other parts of the body and result in additional areas of discomfort."],
+    ],
+)
+def test_a_citation_that_refers_back_loads_with_its_sentence_before_or_at_a_paragraph_start(rules_copy: Path, added: list[str]) -> None:
+    _edit_yaml(rules_copy / RULE, lambda d: d["citations"].extend(added))
+    rule = next(rule for rule in load_catalogue(rules_copy).rules if rule.id == "weight-management")
+    assert rule.citations[-len(added) :] == tuple(added)
 
 
 def test_yaml_syntax_error_names_the_file(rules_copy: Path) -> None:
