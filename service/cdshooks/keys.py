@@ -52,7 +52,9 @@ def parse_jwk(data: object) -> VerificationKey | str:
         return "key has no 'kid' (CDS Hooks requires a kid on every key)"
     kty = data.get("kty")
     crv = data.get("crv") if kty == "EC" else None
-    allowed = _ALGORITHMS_BY_KEY_TYPE.get((str(kty), crv))
+    # Members are looked up, not trusted: a list or object where a string belongs (crv: ["P-256"])
+    # is a key that does not fit, never an unhashable lookup that fails the whole JWK Set.
+    allowed = _ALGORITHMS_BY_KEY_TYPE.get((str(kty), crv)) if crv is None or isinstance(crv, str) else None
     if allowed is None:
         found = f"EC crv {crv!r}" if kty == "EC" else f"kty {kty!r}"
         return f"key '{kid}': {found} is not supported (use EC P-384, EC P-256 or RSA)"
@@ -64,7 +66,7 @@ def parse_jwk(data: object) -> VerificationKey | str:
         return f"key '{kid}': use {use!r} is not 'sig'"
     alg = data.get("alg")
     if alg is not None:
-        if alg not in allowed:
+        if not isinstance(alg, str) or alg not in allowed:
             return f"key '{kid}': alg {alg!r} does not fit a {kty} key here (allowed: {', '.join(sorted(allowed))})"
         allowed = frozenset({alg})
     key = _public_key(data, next(iter(sorted(allowed))))

@@ -141,3 +141,22 @@ async def test_unusable_keys_in_a_remote_set_are_skipped(
     with caplog.at_level(logging.WARNING):
         assert set(await cache(http, Clock()).keys(url)) == {"good"}
     assert "kty 'oct' is not supported" in logged(caplog)
+
+
+async def test_a_key_with_json_where_a_string_belongs_is_skipped_and_the_set_still_counts_as_fetched(
+    http: httpx.AsyncClient, jwks_host: JwksHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A list as crv or alg once failed the whole set with a TypeError: a 500 for the call, and,
+    the set never counting as fetched, a new fetch on every call whatever the rate limit."""
+    good = make_key("ES256", kid="good")
+    listed = {**make_key("ES256", kid="listed").public_jwk(), "crv": ["P-256"]}
+    algs = {**make_key("ES256", kid="algs").public_jwk(), "alg": ["ES256"]}
+    url = jwks_host.publish("/jwks.json", {"keys": [listed, algs, good.public_jwk()]})
+    jwks = cache(http, Clock())
+    with caplog.at_level(logging.WARNING):
+        assert set(await jwks.keys(url)) == {"good"}
+    assert "EC crv ['P-256'] is not supported" in logged(caplog)
+    assert "alg ['ES256'] does not fit" in logged(caplog)
+    for _ in range(3):
+        assert await jwks.find(url, "made-up") is None
+    assert jwks_host.hits_for("/jwks.json") == 2  # the first fetch, then one refresh for an unknown kid

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from service.cdshooks.keys import VerificationKey, parse_jwk
 from service.cdshooks.trusted_clients import TrustedClientsError, load_trusted_clients, parse_trusted_clients
 from service.cli import main
 from tests.security.conftest import ISS, write_clients
@@ -68,6 +69,10 @@ def _jwk(**changes: Any) -> dict[str, Any]:
         ([{"iss": ISS, "jwks": {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}}], "kty 'oct' is not supported"),
         ([{"iss": ISS, "jwks": {"keys": [_jwk(crv="P-521")]}}], "EC crv 'P-521' is not supported"),
         ([{"iss": ISS, "jwks": {"keys": [_jwk(alg="ES256")]}}], "alg 'ES256' does not fit"),
+        # JSON where a string belongs: a key that does not fit, not a traceback at start.
+        ([{"iss": ISS, "jwks": {"keys": [_jwk(crv=["P-384"])]}}], "EC crv ['P-384'] is not supported"),
+        ([{"iss": ISS, "jwks": {"keys": [_jwk(alg=["ES384"])]}}], "alg ['ES384'] does not fit"),
+        ([{"iss": ISS, "jwks": {"keys": [_jwk(kty={"EC": 1})]}}], "kty {'EC': 1} is not supported"),
         ([{"iss": ISS, "jwks": {"keys": [_jwk(use="enc")]}}], "use 'enc' is not 'sig'"),
         ([{"iss": ISS, "jwks": {"keys": [_jwk(x="AAAA")]}}], "the key material is not a valid public key"),
         ([{"iss": ISS, "jwks": {"keys": [_jwk(), _jwk()]}}], "kid 'k1' appears twice"),
@@ -128,3 +133,16 @@ def test_serve_refuses_to_start_with_a_broken_file(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: entry 1 (iss '{ISS}'): jwks_url")
     assert "Traceback" not in err
+
+
+# Every JSON type, and strings that are valid in some member but not in another.
+_ANY_JSON: list[Any] = [None, 1, 1.5, True, [], ["P-256"], {}, {"EC": 1}, "", "ES384", "P-384", "RSA", "sig", "AAAA"]
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "ES384", "RS384"])
+def test_a_key_with_any_json_in_any_member_is_a_key_or_a_reason_never_an_exception(algorithm: str) -> None:
+    base = make_key(algorithm, kid="k1").public_jwk()
+    for member in {*base, "alg", "use", "crv", "kty", "kid", "key_ops"}:
+        for value in _ANY_JSON:
+            parsed = parse_jwk({**base, member: value})
+            assert isinstance(parsed, VerificationKey | str), (member, value)
