@@ -5,7 +5,7 @@ patient queries: an open match would turn the service into a proxy into the hosp
 (SSRF) or hand the token to a look-alike host. So URLs are parsed and normalised, then compared
 part by part (scheme, host, port, whole path segments), never as string prefixes that
 ``https://ehr.example.org.evil.com`` or ``https://ehr.example.org@evil.com`` could satisfy.
-Anything unusual (user info, backslashes, dot segments, whitespace, a query on a base URL,
+Anything unusual (user info, backslashes, dot segments (``..;`` too), whitespace, a query on a base URL,
 non-ASCII hosts) is refused rather than interpreted.
 """
 
@@ -158,13 +158,18 @@ def _normalise_host(host: str) -> str:
 
 
 def _segments(path: str, *, what: str) -> tuple[str, ...]:
-    """Decoded path segments; empty, '.' and '..' segments and encoded slashes are refused."""
+    """Decoded path segments; empty, '.' and '..' segments and encoded slashes are refused.
+
+    So are those that are empty, '.' or '..' before a ';' (``..;``): servers on Tomcat or Spring,
+    common under HAPI FHIR, drop path parameters and then read ``/fhir/..;/admin`` as ``/admin``.
+    """
     if not path:
         return ()
     segments = []
     for raw in path.split("/"):
         segment = unquote(raw)
-        if segment in ("", ".", "..") or "/" in segment or "\\" in segment or _FORBIDDEN.search(segment):
-            raise UrlRefused(f"{what} has an empty, '.', '..' or encoded-slash segment")
+        stem = segment.partition(";")[0]
+        if stem in ("", ".", "..") or "/" in segment or "\\" in segment or _FORBIDDEN.search(segment):
+            raise UrlRefused(f"{what} has an empty, '.', '..' (before any ';') or encoded-slash segment")
         segments.append(segment)
     return tuple(segments)

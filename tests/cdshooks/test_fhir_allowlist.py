@@ -50,6 +50,11 @@ def test_servers_under_an_entry_are_admitted(url: str) -> None:
         "https://ehr.example.org/",
         "https://ehr.example.org/fhir/../admin",
         "https://ehr.example.org/fhir/%2e%2e/admin",
+        # Tomcat and Spring drop ';' parameters, then read these as '..' (or '.', or '//').
+        "https://ehr.example.org/fhir/..;/admin",
+        "https://ehr.example.org/fhir/%2e%2e;x=1/admin",
+        "https://ehr.example.org/fhir/.;/x",
+        "https://ehr.example.org/fhir/;x/admin",
         "https://ehr.example.org/fhir/a%2fb",
         "https://ehr.example.org/fhir//x",
         "https://ehr.example.org:8443/fhir",
@@ -99,6 +104,10 @@ def test_http_is_allowed_only_for_loopback_hosts(host: str) -> None:
     assert parse_server_url(f"http://{host}:8080/fhir").scheme == "http"
 
 
+def test_a_path_parameter_on_an_ordinary_segment_is_kept() -> None:
+    assert parse_server_url("https://ehr.example.org/fhir;v=4/").segments == ("fhir;v=4",)
+
+
 def test_normalised_base_is_what_was_checked() -> None:
     assert parse_server_url("HTTPS://EHR.example.org.:443/%66hir/").base == "https://ehr.example.org/fhir"
     assert parse_server_url("http://[0::1]:80/r4").base == "http://[::1]/r4"
@@ -116,7 +125,9 @@ def test_queries_join_under_the_server(relative: str, joined: str) -> None:
     assert parse_server_url("https://ehr.example.org/fhir/").join(relative).url == joined
 
 
-@pytest.mark.parametrize("relative", ["/Patient/1", "https://evil.com/Patient/1", "../Patient/1", "Patient/%2e%2e/x", "", "a b"])
+@pytest.mark.parametrize(
+    "relative", ["/Patient/1", "https://evil.com/Patient/1", "../Patient/1", "Patient/%2e%2e/x", "..;/admin/Patient/1", "Patient/..;x/x", "", "a b"]
+)
 def test_queries_that_would_leave_the_server_are_refused(relative: str) -> None:
     with pytest.raises(UrlRefused):
         parse_server_url("https://ehr.example.org/fhir").join(relative)

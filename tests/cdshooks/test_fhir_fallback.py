@@ -440,6 +440,19 @@ def test_a_prefetch_next_link_to_another_host_is_not_followed(app: TestClient, f
     assert fetch_count(app, "ok") + fetch_count(app, "error") == 0
 
 
+def test_a_prefetch_next_link_that_climbs_out_with_a_path_parameter_is_not_followed(app: TestClient, fhir_server: FhirTestServer) -> None:
+    """``..;`` is ``..`` to a server on Tomcat or Spring: the token would go to /admin on the FHIR host."""
+    link = f"{fhir_server.base_url}/..;/admin/Condition?page=2"
+    page = {"resourceType": "Bundle", "type": "searchset", "link": [{"relation": "next", "url": link}]}
+    body = fallback_request(fhir_server.base_url, "example", prefetch={"patient": None, "conditions": page})
+    message = error_of(app.post(REFERRAL, json=body), 412)
+    assert message == (
+        "prefetch key 'conditions' has more pages and a Bundle next link is not a URL the service may call "
+        "(the URL path has an empty, '.', '..' (before any ';') or encoded-slash segment)"
+    )
+    assert fetch_count(app, "ok") + fetch_count(app, "error") == 0 and fhir_server.requests == []
+
+
 @pytest.mark.parametrize("link", ["http://[::1/fhir/Condition?p=2", "https://[not-an-address]/Condition"])
 def test_a_prefetch_next_link_that_is_not_a_url_is_412(app: TestClient, fhir_server: FhirTestServer, link: str) -> None:
     page = {"resourceType": "Bundle", "type": "searchset", "link": [{"relation": "next", "url": link}]}
