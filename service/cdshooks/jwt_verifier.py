@@ -54,6 +54,8 @@ _PROVEN_JKUS_PER_ISSUER = 8
 # (issuer, caller address) pairs whose last new-jku fetch is remembered.
 _NEW_JKU_CALLERS = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# exp, iat and nbf: NumericDate, a JSON number (RFC 7519 section 2).
+_TIME_CLAIMS = ("exp", "iat", "nbf")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -209,6 +211,10 @@ class JwtVerifier:
             raise AuthFailure("claims", f"the token has no '{exc.claim}' claim", issuer=issuer) from None
         except jwt.InvalidTokenError as exc:
             raise AuthFailure("claims", f"invalid claims: {str(exc)[:200]}", issuer=issuer) from None
+        for name in _TIME_CLAIMS:  # PyJWT reads "1795875000" as a time too; RFC 7519 says a JSON number
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise AuthFailure("claims", f"'{name}' is not a number of seconds since the epoch", issuer=issuer)
         return claims
 
     async def _check_replay(self, claims: dict[str, Any], *, issuer: str) -> ClientIdentity:
@@ -280,13 +286,17 @@ def _check_audience(aud: Any, audiences: Collection[str], *, issuer: str) -> Non
 
 
 def normalise_audience(url: str) -> str:
-    """Lower-case scheme and host, default port dropped; the path compared exactly as sent."""
+    """Lower-case scheme and host, default port dropped; the path compared exactly as sent.
+
+    A URL with user info, a fragment or surrounding whitespace is left as it is: the URL called
+    has none of them, so such an ``aud`` matches nothing (rebuilt from its parts, it would).
+    """
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return url
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc or "#" in url or url != url.strip():
         return url
     host = parts.hostname.lower()
     if ":" in host:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -85,12 +86,21 @@ NEGATIVES: list[tuple[str, Callable[[ClientKey], str], str]] = [
     ("wrong aud: another port", lambda k: sign(k, iss=ISS, aud=f"{BASE}:8443/cds-services"), "aud"),
     ("wrong aud: path in other case", lambda k: sign(k, iss=ISS, aud=f"{BASE}/CDS-Services"), "aud"),
     ("wrong aud: two values", lambda k: sign(k, iss=ISS, aud=[DISCOVERY, "https://other.example.org/cds-services"]), "aud"),
+    # Each once rebuilt from its parts into the URL called, and accepted.
+    ("wrong aud: user info", lambda k: sign(k, iss=ISS, aud="http://evil@testserver/cds-services"), "aud"),
+    ("wrong aud: fragment", lambda k: sign(k, iss=ISS, aud=f"{DISCOVERY}#frag"), "aud"),
+    ("wrong aud: empty fragment", lambda k: sign(k, iss=ISS, aud=f"{DISCOVERY}#"), "aud"),
+    ("wrong aud: surrounding spaces", lambda k: sign(k, iss=ISS, aud=f"  {DISCOVERY} "), "aud"),
     ("expired", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=-120), "exp"),
     ("exp days ahead", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=3 * 86400), "exp"),
     ("exp absurdly far", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=10**15), "exp"),
     ("exp past a float's range", lambda k: sign(k, iss=ISS, aud=DISCOVERY, lifetime=10**400), "exp"),
     ("iat in the future", lambda k: sign(k, iss=ISS, aud=DISCOVERY, issued_ago=-600, lifetime=900), "iat"),
     ("nbf in the future", lambda k: sign(k, iss=ISS, aud=DISCOVERY, nbf=9_999_999_999), "nbf"),
+    # NumericDate is a JSON number; PyJWT alone took these strings as times.
+    ("exp as text", lambda k: sign(k, iss=ISS, aud=DISCOVERY, exp=str(int(time.time()) + 300)), "claims"),
+    ("iat as text", lambda k: sign(k, iss=ISS, aud=DISCOVERY, iat=str(int(time.time()))), "claims"),
+    ("nbf as text", lambda k: sign(k, iss=ISS, aud=DISCOVERY, nbf=str(int(time.time()) - 10)), "claims"),
     ("missing jti", lambda k: sign(k, iss=ISS, aud=DISCOVERY, drop=("jti",)), "claims"),
     ("missing exp", lambda k: sign(k, iss=ISS, aud=DISCOVERY, drop=("exp",)), "claims"),
     ("missing iat", lambda k: sign(k, iss=ISS, aud=DISCOVERY, drop=("iat",)), "claims"),
