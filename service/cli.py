@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -109,7 +110,34 @@ def _serve(args: argparse.Namespace) -> int:
     from service.runtime import tune_gc_for_serving
 
     tune_gc_for_serving()  # after start-up: what it built is frozen out of every collection
-    uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS)
+    return _serve_one(uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, **UVICORN_OPTIONS)))
+
+
+def _serve_one(server: Any) -> int:
+    """``uvicorn.run`` for one worker, where a hangup (SIGHUP: a closed terminal, a reload sent by
+    a service manager) stops the service as gracefully as SIGTERM. uvicorn handles only INT and
+    TERM, so SIGHUP killed the process at once, with the audit records still queued and no line
+    said so; under ``--workers N`` uvicorn's supervisor already restarts the workers gracefully."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    hung_up = False
+
+    def hang_up(signum: int, frame: Any) -> None:
+        nonlocal hung_up
+        hung_up = True
+        server.handle_exit(signum, frame)
+
+    previous = signal.signal(signal.SIGHUP, hang_up)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    if not server.started:
+        return STARTUP_FAILURE  # the log says why, as uvicorn.run exits 3
+    if hung_up:
+        signal.raise_signal(signal.SIGHUP)  # ended by the signal, as uvicorn ends after a SIGTERM
     return 0
 
 
