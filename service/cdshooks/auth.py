@@ -17,7 +17,7 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.cdshooks.errors import error_response, unauthorized_response
+from service.cdshooks.errors import RETRY_AFTER_SECONDS, error_response, unauthorized_response
 from service.cdshooks.jwt_verifier import AuthFailure
 from service.cdshooks.paths import CDS_PREFIX, is_cds_path
 from service.logs import bind_request_fields
@@ -26,9 +26,6 @@ from service.store import StoreUnavailable
 __all__ = ["JwtAuthMiddleware", "audiences_for"]
 
 log = logging.getLogger("service.cdshooks.auth")
-
-REPLAY_CHECK_RETRY_SECONDS = 2
-
 
 def audiences_for(base_url: str, path: str) -> tuple[str, ...]:
     """The ``aud`` values a token for ``path`` may carry: the URL called; for feedback also the service URL."""
@@ -79,7 +76,7 @@ class JwtAuthMiddleware:
                 extra={"fields": {"reason": str(exc), "path": path}},
             )
             response = error_response(503, "the service cannot check this token for replay right now (database unavailable); retry shortly")
-            response.headers["Retry-After"] = str(REPLAY_CHECK_RETRY_SECONDS)
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["cds_client"] = identity

@@ -20,16 +20,22 @@ __all__ = [
     "UnknownService",
     "PrefetchUnavailable",
     "PayloadTooLarge",
+    "RETRY_AFTER_SECONDS",
     "StoreUnavailableError",
     "install_error_handlers",
     "error_response",
 ]
 
 
+# Retry-After on a 503 for a database that cannot answer now: the client's retry soon may succeed.
+RETRY_AFTER_SECONDS = 2
+
+
 class CdsError(Exception):
-    """Root of the errors a CDS Hooks call can end in; each knows its status code."""
+    """Root of the errors a CDS Hooks call can end in; each knows its status code (and headers)."""
 
     status_code = 400
+    headers: Mapping[str, str] | None = None
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -62,6 +68,7 @@ class StoreUnavailableError(CdsError):
     """The database cannot store what the client sent; the client should retry (503)."""
 
     status_code = 503
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 UNAUTHORIZED_BODY = {"error": "unauthorized"}
@@ -81,7 +88,7 @@ def unauthorized_response() -> OrjsonResponse:
 
 async def _cds_error(_request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, CdsError)
-    return error_response(exc.status_code, exc.message)
+    return error_response(exc.status_code, exc.message, exc.headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> OrjsonResponse:

@@ -54,7 +54,10 @@ _REPLAY_UNCHECKED = _error(
 DISCOVERY_RESPONSES: dict[int | str, dict[str, Any]] = {**_UNAUTHORIZED, 503: _REPLAY_UNCHECKED}
 
 CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("Malformed request: bad JSON, a missing hook, hookInstance, context or context.patientId, or a hook the service does not serve"),
+    400: _error(
+        "Malformed request: bad JSON, a compressed body (Content-Encoding), a missing hook, hookInstance, context or "
+        "context.patientId, or a hook the service does not serve"
+    ),
     **_UNAUTHORIZED,
     404: _error("No service with that id"),
     412: _error("Required prefetch data is missing and cannot be fetched from an allowed FHIR server"),
@@ -65,15 +68,15 @@ CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
 FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Every feedback item is stored", "content": {"application/json": {"schema": {"type": "object"}}}},
     400: _error(
-        "Malformed feedback (bad outcome, accepted without acceptedSuggestions, no outcomeTimestamp), or an item "
+        "Malformed feedback (bad JSON, a compressed body, bad outcome, accepted without acceptedSuggestions, no outcomeTimestamp), or an item "
         "that contradicts a known card (a suggestion the card never had, a card another service issued); nothing is stored"
     ),
     **_UNAUTHORIZED,
     404: _error("No service with that id"),
     413: _error("Request body over CDS_MAX_BODY_BYTES"),
     503: _error(
-        "The database cannot store the feedback now (retry), or (CDS_AUTH=jwt) record the token's jti against "
-        "replay (retry after Retry-After seconds)"
+        "The database cannot store the feedback now, or confirm it stored (a retried item is stored once), or "
+        "(CDS_AUTH=jwt) record the token's jti against replay: retry after Retry-After seconds"
     ),
 }
 

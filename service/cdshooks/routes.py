@@ -170,8 +170,8 @@ async def feedback(service_id: str, request: Request, state: State) -> Response:
             received_at=state.clock(),
         )
     except StoreUnavailable as exc:
-        log.warning("feedback not stored", extra={"fields": {"service": service_id, "reason": str(exc)}})
-        raise StoreUnavailableError("feedback could not be stored; retry later") from None
+        log.warning("feedback answered 503", extra={"fields": {"service": service_id, "reason": str(exc)}})
+        raise StoreUnavailableError("feedback could not be stored, or not confirmed stored; retry (a retried item is stored once)") from None
     except FeedbackMismatch as exc:
         raise HookRequestError(f"{exc}; nothing of this request was stored") from None
     for record, outcome in zip(records, outcomes, strict=True):

@@ -14,9 +14,12 @@ import asyncio
 import contextlib
 import logging
 
+from collections.abc import Sequence
+
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.cdshooks.errors import RETRY_AFTER_SECONDS
 from service.cdshooks.status_watch import StatusWatch
 from service.logs import bind_request_fields
 
@@ -26,6 +29,8 @@ failures = logging.getLogger("service.failures")
 
 FAILED = "the service failed on this request; the X-Request-ID header names it in the logs"
 SHUTTING_DOWN = "the service is shutting down; retry"
+# This connection ends with the answer; a retry (after a moment) reaches a process that is serving.
+_SHUTTING_DOWN_HEADERS = ((b"connection", b"close"), (b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
 
 
 class UnansweredRequestMiddleware:
@@ -44,7 +49,7 @@ class UnansweredRequestMiddleware:
             # yet, and end here.
             if not watch.started:
                 with contextlib.suppress(Exception):  # the client may be gone too
-                    await _answer(watch.send, 503, SHUTTING_DOWN, close=True)
+                    await _answer(watch.send, 503, SHUTTING_DOWN, _SHUTTING_DOWN_HEADERS)
         except Exception:
             if watch.started:
                 raise  # mid-answer: nothing else can be sent
@@ -53,8 +58,7 @@ class UnansweredRequestMiddleware:
                 await _answer(watch.send, 500, FAILED)
 
 
-async def _answer(send: Send, status: int, message: str, *, close: bool = False) -> None:
+async def _answer(send: Send, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     bind_request_fields(error=message)
-    headers = [(b"content-type", b"application/json")] + ([(b"connection", b"close")] if close else [])
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *headers]})
     await send({"type": "http.response.body", "body": orjson.dumps({"error": message})})

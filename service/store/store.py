@@ -177,7 +177,8 @@ class Store:
             )
         except TimeoutError:
             waited = self._database.connect_timeout_seconds
-            raise StoreUnavailable(f"feedback not stored: the database did not answer within {waited:g} s") from None
+            # The transaction may still commit after this answer (a retry is then a duplicate, stored once).
+            raise StoreUnavailable(f"feedback not confirmed stored: the database did not answer within {waited:g} s") from None
         except sa.exc.SQLAlchemyError as exc:
             if not is_transient(exc):
                 log.error("feedback could not be stored", extra={"fields": {"reason": reason_of(exc)}})

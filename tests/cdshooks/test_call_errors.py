@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -38,6 +41,9 @@ def test_request_metrics_count_the_cds_paths_only(client: TestClient) -> None:
         (b"", "empty"),
         (b"[1, 2]", "must be a JSON object"),
         (b'"text"', "must be a JSON object"),
+        # orjson says "line 1 column 1 (char 0)" of any body that is not UTF-8, wherever it breaks.
+        ('{"hook": "patient-view", "hookInstance": "caf\xe9"}'.encode("latin-1"), "not UTF-8 (byte 0xE9 at offset 45)"),
+        ('{"hook": "patient-view"}'.encode("utf-16"), "not UTF-8 (byte 0xFF at offset 0)"),
     ],
 )
 def test_unparseable_bodies_are_400(client: TestClient, body: bytes, message: str) -> None:
@@ -120,3 +126,22 @@ def test_deeply_nested_body_is_400(client: TestClient) -> None:
 def test_wrong_method_is_405_not_500(client: TestClient) -> None:
     response = client.get(URL)
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize("path", [URL, f"{URL}/feedback"])
+@pytest.mark.parametrize("coding", ["gzip", "br", "GZIP, identity"])
+def test_a_compressed_body_is_400_naming_its_coding(client: TestClient, path: str, coding: str) -> None:
+    """Read as it came, a gzip body was "not valid JSON ... line 1 column 1", and a plain body
+    labelled br was taken: neither said what was wrong."""
+    body = gzip.compress(orjson.dumps(hook_request(prefetch=EMPTY_PREFETCH)))
+    response = client.post(path, content=body, headers={"content-type": "application/json", "content-encoding": coding})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"request body has Content-Encoding '{coding}', which is not supported; send it uncompressed (identity)"
+    }
+
+
+@pytest.mark.parametrize("coding", ["identity", " Identity ", ""])
+def test_an_uncompressed_body_may_say_so(client: TestClient, coding: str) -> None:
+    response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH), headers={"content-encoding": coding})
+    assert response.status_code == 200

@@ -45,6 +45,7 @@ def test_a_stalled_upload_does_not_hold_the_shutdown(tmp_path: Path, stop: signa
         answer = stalled.recv(4096)
         stalled.close()
     assert answer.startswith(b"HTTP/1.1 503")
+    assert b"\r\nretry-after: 2\r\n" in answer.lower()
     assert served.process.returncode == -stop  # ended by its signal, after the graceful stop
     lines = served.log_path.read_text().splitlines()
     assert not [line for line in lines if "Traceback" in line or "Exception in ASGI" in line]

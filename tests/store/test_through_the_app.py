@@ -100,7 +100,8 @@ def test_feedback_is_503_while_the_database_is_down_and_200_once_stored(
     with TestClient(create_app(settings)) as client:
         refused = client.post(f"/cds-services/{SERVICE}/feedback", json=body)
         assert refused.status_code == 503
-        assert refused.json() == {"error": "feedback could not be stored; retry later"}
+        assert refused.json() == {"error": "feedback could not be stored, or not confirmed stored; retry (a retried item is stored once)"}
+        assert refused.headers["retry-after"] == "2"
         absent_database.appear()
         upgrade_database(absent_database.url)
         assert rows(absent_database.url, "SELECT count(*) FROM feedback") == [(0,)]
