@@ -40,3 +40,9 @@ async def ready(state: State) -> OrjsonResponse:
 async def metrics(state: State) -> Response:
     """Prometheus text format."""
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# HEAD as GET, for load balancers and probes that check with HEAD (405 before). Left out of the
+# OpenAPI document: one operation per path and method, and HEAD says nothing GET does not.
+router.add_api_route("/health/live", live, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/health/ready", ready, methods=["HEAD"], include_in_schema=False)

@@ -71,10 +71,13 @@ def test_readiness_is_503_until_the_database_appears(make_settings: SettingsFact
         down = client.get("/health/ready")
         assert down.status_code == 503
         assert down.json()["reason"].startswith("database unreachable: ")
+        assert client.head("/health/ready").status_code == 503  # probes that check with HEAD
+        assert client.head("/health/live").status_code == 200
         absent_database.appear()
         _readiness_until(client, "migrations not applied")
         upgrade_database(absent_database.url)
         _readiness_until(client, None)
+        assert client.head("/health/ready").status_code == 200
 
 
 def test_the_app_migrates_by_itself_when_told_to(make_settings: SettingsFactory, absent_database: AbsentDatabase) -> None:
