@@ -213,19 +213,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     except FhirFileError as exc:
         raise UsageError(str(exc)) from None
     base_url = settings.public_base_url or f"http://127.0.0.1:{DEFAULT_PORT}"
-    # What the service would refuse (412: prefetch it would have to fetch) is not evaluated: "no
-    # cards" would read as an all-clear. Nothing evaluable at all for the one service asked for: an error.
+    # What the service would refuse (a hook it does not serve, prefetch it would have to fetch) is
+    # not evaluated: "no cards" would read as an all-clear. Nothing evaluable at all for the one
+    # service asked for: an error.
     patients = patient_ids(data) or [None]
     unevaluated = {}
     for patient_id in patients:
         for service_id in service_ids:
-            found = data.unusable_prefetch(catalogue.services[service_id].prefetch, patient_id)
-            if found is not None:
-                path, key = found
-                unevaluated[patient_id, service_id] = (
-                    f"{path}: prefetch key '{key}' is missing or holds an OperationOutcome; the service would answer 412 "
-                    "(offline, nothing is fetched from a FHIR server)"
-                )
+            refusal = data.refusal(catalogue.services[service_id], patient_id)
+            if refusal is not None:
+                unevaluated[patient_id, service_id] = refusal
     if args.service_id and len(unevaluated) == len(patients):
         raise UsageError(next(iter(unevaluated.values())))
     results = []

@@ -14,7 +14,11 @@ from typing import Any
 
 import orjson
 
-from service.cdshooks.models import prefetch_value_problem
+from pydantic import ValidationError
+
+from service.cdshooks.errors import describe_validation_errors
+from service.cdshooks.models import HookRequest
+from service.engine.catalogue import ServiceDefinition
 
 __all__ = ["FhirFileError", "InputData", "patient_ids", "read_inputs"]
 
@@ -29,20 +33,33 @@ class InputData:
 
     resources: list[dict[str, Any]] = field(default_factory=list)
     context_patients: list[str] = field(default_factory=list)
-    # Per CDS Hooks request file: its patient, and the prefetch keys it gives the service something
-    # to use under (a resource, or null for "no data"); a missing key or an OperationOutcome is not.
-    request_prefetch: list[tuple[Path, str, frozenset[str]]] = field(default_factory=list)
+    requests: list[_Request] = field(default_factory=list)  # one per CDS Hooks request file
 
-    def unusable_prefetch(self, keys: Iterable[str], patient_id: str | None) -> tuple[Path, str] | None:
-        """The first (request file, key) among ``keys`` that the service would have to fetch for a
-        request about ``patient_id``: it answers 412 there, as no FHIR server is called offline."""
-        for path, patient, usable in self.request_prefetch:
-            if patient != patient_id:
+    def refusal(self, service: ServiceDefinition, patient_id: str | None) -> str | None:
+        """Why ``service`` would not evaluate a request file about ``patient_id``, or None: a hook
+        it does not serve (400), or prefetch it would have to fetch (412: no FHIR server is called offline)."""
+        for request in self.requests:
+            if request.patient != patient_id:
                 continue
-            for key in keys:
-                if key not in usable:
-                    return path, key
+            if request.hook not in service.hooks:
+                return f"{request.path}: hook '{request.hook}' is not one this service serves; the service would answer 400"
+            for key in service.prefetch:
+                if key not in request.usable:
+                    return (
+                        f"{request.path}: prefetch key '{key}' is missing or holds an OperationOutcome; the service would "
+                        "answer 412 (offline, nothing is fetched from a FHIR server)"
+                    )
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    path: Path
+    patient: str
+    hook: str
+    # The prefetch keys it gives the service something to use under (a resource, or null for "no
+    # data"); a missing key or an OperationOutcome is not.
+    usable: frozenset[str]
 
 
 def read_inputs(paths: Iterable[str]) -> InputData:
@@ -93,22 +110,18 @@ def _add_document(path: Path, document: Any, data: InputData) -> None:
         data.resources.append(document)
         return
     if "hook" in document and "context" in document:
-        context = document["context"]
-        patient = context.get("patientId") if isinstance(context, dict) else None
-        if not isinstance(patient, str) or not patient.strip():
-            raise FhirFileError(f"{path}: CDS Hooks request without context.patientId")
+        # Checked as the service checks a call's body: what it answers 400 is an error here too.
+        try:
+            request = HookRequest.model_validate(document)
+        except ValidationError as exc:
+            raise FhirFileError(f"{path}: {describe_validation_errors(exc.errors())} (the service would answer 400)") from None
+        patient = request.patient_id
         data.context_patients.append(patient)
-        prefetch = document.get("prefetch") or {}
-        if not isinstance(prefetch, dict):
-            raise FhirFileError(f"{path}: CDS Hooks request 'prefetch' must be an object")
-        for key, value in prefetch.items():
-            problem = prefetch_value_problem(value)
-            if problem is not None:
-                raise FhirFileError(f"{path}: prefetch key '{key}' {problem} (the service would answer 400)")
+        prefetch = request.prefetch or {}
         # An OperationOutcome in place of data is a key the service would have to fetch (412).
         usable = {key: value for key, value in prefetch.items() if value is None or value["resourceType"] != "OperationOutcome"}
         data.resources.extend(value for value in usable.values() if value is not None)
-        data.request_prefetch.append((path, patient, frozenset(usable)))
+        data.requests.append(_Request(path, patient, request.hook, frozenset(usable)))
         return
     raise FhirFileError(f"{path}: not a FHIR resource (no resourceType) and not a CDS Hooks request (no hook/context)")
 

@@ -115,10 +115,46 @@ def test_a_prefetch_value_the_service_answers_400_is_an_error_here_too(
     path.write_text(json.dumps({"hook": "patient-view", "hookInstance": "h1", "context": {"patientId": "p1"}, "prefetch": {"patient": value}}))
     code, _, err = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01")
     assert code == 2
-    assert err == (
-        f"error: {path}: prefetch key 'patient' must be a FHIR resource (a JSON object with resourceType) or null, "
+    assert err == (  # the service's own 400 message
+        f"error: {path}: prefetch: prefetch key 'patient' must be a FHIR resource (a JSON object with resourceType) or null, "
         f"got {got} (the service would answer 400)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Before: a falsy prefetch that is not an object was no prefetch, and read as "412".
+        ({"prefetch": []}, "prefetch: Input should be a valid dictionary"),
+        ({"prefetch": 0}, "prefetch: Input should be a valid dictionary"),
+        # Before: evaluated, with cards.
+        ({"hookInstance": None}, "hookInstance: Input should be a valid string"),
+        ({"hook": ""}, "hook: String should have at least 1 character"),
+    ],
+)
+def test_a_request_the_service_answers_400_is_an_error_here_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    request = {"hook": "patient-view", "hookInstance": "h1", "context": {"patientId": "p1"}, "prefetch": {"patient": None}}
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({**request, **change}))
+    code, _, err = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01")
+    assert code == 2
+    assert err == f"error: {path}: {message} (the service would answer 400)\n"
+
+
+def test_a_hook_the_service_does_not_serve_is_not_evaluated(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Before: evaluated as if it were patient-view; the service answers 400."""
+    prefetch = {"patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01"}, "conditions": None, "observations": None, "familyHistory": None}
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({"hook": "order-select", "hookInstance": "h1", "context": {"patientId": "p1"}, "prefetch": prefetch}))
+    refusal = f"{path}: hook 'order-select' is not one this service serves; the service would answer 400"
+    code, _, err = run_cli(capsys, "evaluate", str(path), "--service", "back-knee-risk-factors", "--as-of", "2020-06-01")
+    assert code == 2 and err == f"error: {refusal}\n"
+    code, out, _ = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01", "--format", "json")
+    assert code == 0
+    results = json.loads(out)["results"]
+    assert len(results) == 3 and all(result["not_evaluated"] == refusal for result in results)
 
 
 def test_only_the_patient_whose_request_lacks_prefetch_is_not_evaluated(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -159,7 +195,7 @@ def test_evaluate_ndjson(capsys: pytest.CaptureFixture[str], chauncey: Path, tmp
         ('{"name": "x"}', "not a FHIR resource (no resourceType) and not a CDS Hooks request"),
         ('{"resourceType": "Patient", "id": "a"}\n{"resourceType": \n', "line 2: not valid JSON"),
         ('{"resourceType": "Patient", "id": "a"}\n[1]\n', "line 2: not a FHIR resource"),
-        ('{"hook": "patient-view", "context": {}}', "CDS Hooks request without context.patientId"),
+        ('{"hook": "patient-view", "hookInstance": "h1", "context": {}}', "context.patientId is required and must be a non-empty string"),
     ],
     ids=["missing", "empty", "bad-json", "array", "no-resource-type", "bad-ndjson-line", "ndjson-not-resource", "hook-no-patient"],
 )
