@@ -218,7 +218,9 @@ def wait_for_database(
                 reason = reason_of(exc)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DatabaseUnreachable(f"database {shown} did not answer within {timeout_seconds:g} s: {reason}")
+                # Not "did not answer": a server saying the database or role does not exist (yet:
+                # an init job may still create it) is waited for too; the reason says which.
+                raise DatabaseUnreachable(f"database {shown} could not be connected to within {timeout_seconds:g} s: {reason}")
             if reason != last_reason and on_wait is not None:
                 on_wait(reason)
             last_reason = reason
