@@ -100,6 +100,7 @@ def serve(env: Mapping[str, str], *, log_path: Path, workers: int = 1, ready: bo
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a test may signal it as a terminal would
         )
         base_url = f"http://127.0.0.1:{port}"
         try:

@@ -6,6 +6,7 @@ Errors are one line on stderr (``error: FILE: what is wrong``) with exit code 2,
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import signal
@@ -117,23 +118,28 @@ def _serve_one(server: Any) -> int:
     """``uvicorn.run`` for one worker, where a hangup (SIGHUP: a closed terminal, a reload sent by
     a service manager) stops the service as gracefully as SIGTERM. uvicorn handles only INT and
     TERM, so SIGHUP killed the process at once, with the audit records still queued and no line
-    said so; under ``--workers N`` uvicorn's supervisor already restarts the workers gracefully."""
+    said so. Started with SIGHUP ignored (``nohup``), it stays ignored: the server is meant to
+    outlive its terminal. (Under ``--workers N``, see ``runtime.create_serving_app_from_env``.)"""
     from uvicorn.config import STARTUP_FAILURE
 
     hung_up = False
 
     def hang_up(signum: int, frame: Any) -> None:
         nonlocal hung_up
+        if not hung_up:
+            logging.getLogger("service.cli").warning("SIGHUP received: stopping as for SIGTERM")
         hung_up = True
         server.handle_exit(signum, frame)
 
-    previous = signal.signal(signal.SIGHUP, hang_up)
+    previous = signal.getsignal(signal.SIGHUP)
+    if previous is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, hang_up)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
     if not server.started:
         return STARTUP_FAILURE  # the log says why, as uvicorn.run exits 3
     if hung_up:

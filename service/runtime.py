@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import sys
 
 __all__ = ["FIRST_GENERATION_THRESHOLD", "create_serving_app_from_env", "tune_gc_for_serving"]
@@ -49,6 +50,10 @@ def create_serving_app_from_env() -> object:
 
     settings = settings_from_env()
     configure_logging(settings.log_format, settings.log_level)
+    # A closed terminal sends SIGHUP to the whole process group. uvicorn's supervisor takes it as
+    # "restart the workers" and stops each one with SIGTERM, gracefully; a worker killed by the
+    # same hangup first lost the audit records it still had queued.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # uvicorn restarts a worker whose factory raises, forever, each time with a traceback; it stops
     # them all (and serve exits 3) only for a worker that exits with its STARTUP_FAILURE code.
     try:

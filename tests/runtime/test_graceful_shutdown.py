@@ -3,6 +3,7 @@ grace period, answers that client 503, flushes what it owes the audit trail, and
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sqlite3
@@ -52,3 +53,34 @@ def test_a_stalled_upload_does_not_hold_the_shutdown(tmp_path: Path, stop: signa
     assert any('"Application shutdown complete."' in line for line in lines)
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT count(*) FROM invocation").fetchone() == (1,)
+
+
+def test_a_server_started_with_sighup_ignored_outlives_a_hangup(tmp_path: Path) -> None:
+    """``nohup back-knee-cds serve &``: meant to outlive its terminal, so SIGHUP stays ignored."""
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'audit.sqlite3'}", CDS_MIGRATE_ON_START="true")
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited by the server, as nohup does it
+    try:
+        with serve(env, log_path=tmp_path / "serve.log") as served:
+            signal.signal(signal.SIGHUP, previous)
+            served.process.send_signal(signal.SIGHUP)
+            time.sleep(1)
+            with urllib.request.urlopen(f"{served.base_url}/health/live", timeout=10) as response:
+                assert response.status == 200
+            assert served.process.poll() is None
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_hangup_of_the_whole_group_restarts_every_worker_gracefully(tmp_path: Path) -> None:
+    """A closed terminal signals the supervisor and its workers together. The supervisor restarts
+    the workers with SIGTERM; before, the same SIGHUP had already killed them, queued audit and all."""
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'audit.sqlite3'}", CDS_MIGRATE_ON_START="true", CDS_LOG_LEVEL="INFO")
+    with serve(env, log_path=tmp_path / "serve.log", workers=2, ready=True) as served:
+        os.killpg(served.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while served.log_path.read_text().count('"Application shutdown complete."') < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = served.log_path.read_text()
+        assert log.count('"Application shutdown complete."') == 2, log[-3000:]
+        with urllib.request.urlopen(f"{served.base_url}/health/live", timeout=30) as response:  # new workers serve
+            assert response.status == 200
