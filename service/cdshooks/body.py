@@ -27,7 +27,7 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
     uncompressed one: read as it came, a gzip body was "not valid JSON ... line 1 column 1", and a
     plain one labelled ``br`` was taken. A 400, as interface.md section 4 lists the codes (RFC 7694
     would make it 415)."""
-    coding = request.headers.get("content-encoding", "").strip()
+    coding = ", ".join(request.headers.getlist("content-encoding")).strip()  # every line of it, not the first
     if coding and coding.lower() != "identity":
         raise HookRequestError(
             f"request body has Content-Encoding '{coding[:40]}', which is not supported; send it uncompressed (identity)"

@@ -24,6 +24,7 @@ The replay check runs last, so only tokens with a valid signature ever reach the
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -56,6 +57,7 @@ _NEW_JKU_CALLERS = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # exp, iat and nbf: NumericDate, a JSON number (RFC 7519 section 2).
 _TIME_CLAIMS = ("exp", "iat", "nbf")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -288,15 +290,24 @@ def _check_audience(aud: Any, audiences: Collection[str], *, issuer: str) -> Non
 def normalise_audience(url: str) -> str:
     """Lower-case scheme and host, default port dropped; the path compared exactly as sent.
 
-    A URL with user info, a fragment or surrounding whitespace is left as it is: the URL called
-    has none of them, so such an ``aud`` matches nothing (rebuilt from its parts, it would).
+    A URL with user info, a fragment, an empty port or query, whitespace or control characters is
+    left as it is: the URL called has none of them, so such an ``aud`` matches nothing (rebuilt
+    from its parts, it would).
     """
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return url
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc or "#" in url or url != url.strip():
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.netloc.endswith(":")  # an empty port
+        or "#" in url
+        or url.endswith("?")  # an empty query
+        or _SPACE_OR_CONTROL.search(url)  # urlsplit deletes tabs and newlines without a word
+    ):
         return url
     host = parts.hostname.lower()
     if ":" in host:

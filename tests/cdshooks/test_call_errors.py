@@ -141,6 +141,14 @@ def test_a_compressed_body_is_400_naming_its_coding(client: TestClient, path: st
     }
 
 
+def test_a_coding_on_a_second_header_line_counts_too(client: TestClient) -> None:
+    body = gzip.compress(orjson.dumps(hook_request(prefetch=EMPTY_PREFETCH)))
+    headers = [("content-type", "application/json"), ("content-encoding", "identity"), ("content-encoding", "gzip")]
+    response = client.post(URL, content=body, headers=headers)
+    assert response.status_code == 400
+    assert "Content-Encoding 'identity, gzip'" in response.json()["error"]
+
+
 @pytest.mark.parametrize("coding", ["identity", " Identity ", ""])
 def test_an_uncompressed_body_may_say_so(client: TestClient, coding: str) -> None:
     response = client.post(URL, json=hook_request(prefetch=EMPTY_PREFETCH), headers={"content-encoding": coding})
