@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from pydantic import ValidationError
 
 from service.cdshooks.errors import describe_validation_errors
@@ -41,8 +40,9 @@ class InputData:
         for request in self.requests:
             if request.patient != patient_id:
                 continue
-            if request.hook not in service.hooks:
-                return f"{request.path}: hook '{request.hook}' is not one this service serves; the service would answer 400"
+            refused = service.refuses_hook(request.hook)
+            if refused is not None:
+                return f"{request.path}: {refused} (the service would answer 400)"
             for key in service.prefetch:
                 if key not in request.usable:
                     return (

@@ -80,10 +80,9 @@ async def call_service(service_id: str, request: Request) -> Response:
         del body
         hook_request = validate_body(HookRequest, data)
         bind_request_fields(hookInstance=hook_request.hookInstance, service=service_id)  # on every later log line of this call
-        if hook_request.hook not in service.hooks:
-            raise HookRequestError(
-                f"service '{service_id}' does not serve hook '{hook_request.hook}'; it serves {', '.join(service.hooks)}"
-            )
+        refused = service.refuses_hook(hook_request.hook)
+        if refused is not None:
+            raise HookRequestError(refused)
         links_base = public_base_url(state, request)  # a Host no link can start with is a 400 before any fetch
         gathered = await state.gatherer.gather(hook_request, service.prefetch, while_fetching=call_facts.while_fetching())
         hook, hook_instance, patient_id = hook_request.hook, hook_request.hookInstance, hook_request.patient_id

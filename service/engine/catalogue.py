@@ -54,6 +54,12 @@ class ServiceDefinition(BaseModel):
     hooks: list[str] = Field(min_length=1)
     prefetch: dict[str, str]
 
+    def refuses_hook(self, hook: str) -> str | None:
+        """Why this service refuses a call for ``hook`` (the service's 400 and the CLI's), or None."""
+        if hook in self.hooks:
+            return None
+        return f"service '{self.id}' does not serve hook '{hook}'; it serves {', '.join(self.hooks)}"
+
 
 class OverrideReasonDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

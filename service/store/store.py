@@ -182,7 +182,7 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             if not is_transient(exc):
                 log.error("feedback could not be stored", extra={"fields": {"reason": reason_of(exc)}})
-            raise StoreUnavailable(f"feedback not stored: {reason_of(exc)}") from exc
+            raise StoreUnavailable(f"feedback not confirmed stored: {reason_of(exc)}") from exc
         finally:
             # Also after a failure: the commit may have happened before the error reached us.
             self._suppressions.invalidate()

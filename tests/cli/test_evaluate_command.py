@@ -148,13 +148,15 @@ def test_a_hook_the_service_does_not_serve_is_not_evaluated(capsys: pytest.Captu
     prefetch = {"patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01"}, "conditions": None, "observations": None, "familyHistory": None}
     path = tmp_path / "request.json"
     path.write_text(json.dumps({"hook": "order-select", "hookInstance": "h1", "context": {"patientId": "p1"}, "prefetch": prefetch}))
-    refusal = f"{path}: hook 'order-select' is not one this service serves; the service would answer 400"
+    def refusal(service: str) -> str:
+        return f"{path}: service '{service}' does not serve hook 'order-select'; it serves patient-view (the service would answer 400)"
+
     code, _, err = run_cli(capsys, "evaluate", str(path), "--service", "back-knee-risk-factors", "--as-of", "2020-06-01")
-    assert code == 2 and err == f"error: {refusal}\n"
+    assert code == 2 and err == f"error: {refusal('back-knee-risk-factors')}\n"
     code, out, _ = run_cli(capsys, "evaluate", str(path), "--as-of", "2020-06-01", "--format", "json")
     assert code == 0
     results = json.loads(out)["results"]
-    assert len(results) == 3 and all(result["not_evaluated"] == refusal for result in results)
+    assert len(results) == 3 and all(result["not_evaluated"] == refusal(result["service"]) for result in results)
 
 
 def test_only_the_patient_whose_request_lacks_prefetch_is_not_evaluated(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
