@@ -9,7 +9,6 @@ it never degrades into "no cards" at the bedside.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -83,6 +82,7 @@ class _CatalogueFile(BaseModel):
     topic_system: str = Field(pattern=r"^(https?://|urn:)\S+$")
     source_label: str = Field(min_length=1, max_length=200)
     article: str = Field(min_length=1)
+    refers_back: dict[str, str] = Field(default_factory=dict)  # a sentence -> the one it speaks of
     override_reasons: _OverrideReasonsFile
     rules: list[str] = Field(min_length=1)
 
@@ -221,7 +221,8 @@ def build_catalogue(
     services = _load_services(rules_dir / "services.yaml")
     catalogue_path = rules_dir / "catalogue.yaml"
     header = validate_catalogue_file(_CatalogueFile, read_catalogue_yaml(catalogue_path), file=catalogue_path)
-    article = _load_article(rules_dir / header.article, catalogue_path=catalogue_path)
+    article = _Article(_load_article(rules_dir / header.article, catalogue_path=catalogue_path), header.refers_back)
+    _check_refers_back(article, catalogue_path=catalogue_path)
     rules = _load_rules(rules_dir, header.rules, catalogue_path=catalogue_path, services=services, facts=facts, article=article)
     for service_id in services:
         if not any(rule.service == service_id for rule in rules):
@@ -239,7 +240,7 @@ def build_catalogue(
         override_reasons=tuple(header.override_reasons.reasons),
         facts=dict(facts),
         fact_definitions=fact_definitions,
-        article=article,
+        article=article.text,
     )
 
 
@@ -277,20 +278,22 @@ def _whole_sentence_of(citation: str, article: str) -> bool:
     return False
 
 
-# A citation opening with one of these means the sentence before it ("It can also help ..." after
-# "Physical therapy can ..."): quoted alone, a card would not say what "it" is.
-_REFERS_BACK = ("This ", "It ", "These ", "They ", "That ", "Those ")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+@dataclass(frozen=True, slots=True)
+class _Article:
+    """The article citations are copied from, and which of its sentences speak of what another names
+    (``refers_back`` in catalogue.yaml)."""
+
+    text: str
+    refers_back: Mapping[str, str]
 
 
-def _sentence_before(citation: str, article: str) -> str | None:
-    """The sentence before ``citation``'s first occurrence in the same paragraph (a line of the
-    article), or None when it opens its paragraph."""
-    at = article.find(citation)
-    paragraph_so_far = article[:at].rsplit("\n", 1)[-1].strip()
-    if not paragraph_so_far:
-        return None
-    return _SENTENCE_BREAK.split(paragraph_so_far)[-1]
+def _check_refers_back(article: _Article, *, catalogue_path: Path) -> None:
+    for sentence, named_in in article.refers_back.items():
+        for text in (sentence, named_in):
+            if not _whole_sentence_of(text, article.text):
+                raise CatalogueError(
+                    str(catalogue_path), f"not a whole sentence of the article: {text[:60]!r}", field="refers_back"
+                )
 
 
 def _load_article(path: Path, *, catalogue_path: Path) -> str:
@@ -315,7 +318,7 @@ def _load_rules(
     catalogue_path: Path,
     services: Mapping[str, ServiceDefinition],
     facts: Mapping[str, FactSpec],
-    article: str,
+    article: _Article,
 ) -> tuple[Rule, ...]:
     paths: list[Path] = []
     for index, name in enumerate(listed):
@@ -340,7 +343,7 @@ def _load_rules(
     return tuple(rules)
 
 
-def _load_rule(path: Path, *, services: Mapping[str, ServiceDefinition], facts: Mapping[str, FactSpec], article: str) -> Rule:
+def _load_rule(path: Path, *, services: Mapping[str, ServiceDefinition], facts: Mapping[str, FactSpec], article: _Article) -> Rule:
     raw = read_catalogue_yaml(path)
     rule_name = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else path.stem
     spec = validate_catalogue_file(RuleFile, raw, file=path, rule=rule_name)
@@ -446,19 +449,19 @@ def _check_summary_fits(summary: Template, reasons: Sequence[Reason], *, fail: A
         )
 
 
-def _check_citations(citations: Sequence[str], article: str, *, fail: Any) -> None:
+def _check_citations(citations: Sequence[str], article: _Article, *, fail: Any) -> None:
     """Each citation a whole sentence of the article, word for word, listed once, with the sentence
-    it refers back to ("This ...", "It ...") cited too."""
+    it speaks of (``refers_back``) cited too."""
     for index, citation in enumerate(citations):
-        if citation not in article:
+        if citation not in article.text:
             raise fail(f"citations[{index}]", f"not found word for word in the article: {citation[:60]!r}")
-        if not _whole_sentence_of(citation, article):
+        if not _whole_sentence_of(citation, article.text):
             raise fail(f"citations[{index}]", f"not a whole sentence of the article (a card quotes it as one): {citation[:60]!r}")
-        before = _sentence_before(citation, article) if citation.startswith(_REFERS_BACK) else None
-        if before is not None and before not in citations:
+        named_in = article.refers_back.get(citation)
+        if named_in is not None and named_in not in citations:
             raise fail(
                 f"citations[{index}]",
-                f"refers back to the sentence before it in the article, which is not cited: {before[:60]!r}",
+                f"speaks of what another sentence of the article names, which is not cited: {named_in[:60]!r}",
             )
     if len(set(citations)) != len(citations):
         raise fail("citations", "a citation is listed twice")

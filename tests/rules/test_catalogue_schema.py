@@ -84,8 +84,8 @@ def test_shipped_catalogue_loads() -> None:
         (lambda d: d["citations"].append("Weight loss cures everything."), "field 'citations[3]': not found word for word in the article"),
         (lambda d: d["citations"].append("knee pain"), "field 'citations[3]': not a whole sentence of the article"),
         (lambda d: d["citations"].append("alleviate knee pain for individuals who are overweight or have obesity."), "field 'citations[3]': not a whole sentence"),
-        (lambda d: d["citations"].append(RANGE_OF_MOTION), "field 'citations[3]': refers back to the sentence before it in the article, which is not cited: 'Physical therapy can"),
-        (lambda d: d.update(citations=[d["citations"][0], "This may be necessary after an extreme injury or for a severe case of knee arthritis."]), "field 'citations[1]': refers back to the sentence before it in the article, which is not cited: 'Some individuals may"),
+        (lambda d: d["citations"].append(RANGE_OF_MOTION), "field 'citations[3]': speaks of what another sentence of the article names, which is not cited: 'Physical therapy can"),
+        (lambda d: d.update(citations=[d["citations"][0], "This may be necessary after an extreme injury or for a severe case of knee arthritis."]), "field 'citations[1]': speaks of what another sentence of the article names, which is not cited: 'Some individuals may"),
         (lambda d: d.update(citations=[]), "field 'citations'"),
         (lambda d: d.pop("selection_behavior"), "selection_behavior is required"),
         (lambda d: d["suggestions"][0]["request"].update(intent="wish"), "field 'suggestions[0].request.intent'"),
@@ -104,11 +104,11 @@ def test_rule_file_errors_name_file_rule_and_field(rules_copy: Path, change: Cal
     "added",
     [
         ["Physical therapy can also help strengthen the injured area during recovery.", RANGE_OF_MOTION],
-        # Opens its paragraph: what it refers back to is not a sentence of that paragraph.
-        ["These alterations may place unusual strain on other parts of the body and result in additional areas of discomfort."],
+        # Opens with "This" but speaks of the article itself: not listed under refers_back.
+        ["This article will explore the links between lower back and knee pain."],
     ],
 )
-def test_a_citation_that_refers_back_loads_with_its_sentence_before_or_at_a_paragraph_start(rules_copy: Path, added: list[str]) -> None:
+def test_a_citation_loads_with_the_sentence_it_speaks_of_or_alone_when_it_speaks_of_none(rules_copy: Path, added: list[str]) -> None:
     _edit_yaml(rules_copy / RULE, lambda d: d["citations"].extend(added))
     rule = next(rule for rule in load_catalogue(rules_copy).rules if rule.id == "weight-management")
     assert rule.citations[-len(added) :] == tuple(added)
@@ -158,3 +158,11 @@ def test_unreadable_file_is_named(rules_copy: Path) -> None:
     (rules_copy / "services.yaml").mkdir()
     message = _error(rules_copy)
     assert message.startswith(f"{rules_copy / 'services.yaml'}: cannot be read: "), message
+
+
+def test_a_refers_back_entry_that_is_not_a_sentence_of_the_article_is_refused(rules_copy: Path) -> None:
+    _edit_yaml(rules_copy / "catalogue.yaml", lambda d: d["refers_back"].update({RANGE_OF_MOTION: "Physical therapy helps."}))
+    message = _error(rules_copy)
+    assert message.startswith(f"{rules_copy / 'catalogue.yaml'}: ")
+    assert "refers_back" in message and "not a whole sentence of the article: 'Physical therapy helps.'" in message
+
