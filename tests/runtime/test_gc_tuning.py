@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def test_worker_factory_builds_the_app_and_tunes(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CDS_AUTH", "off")
     monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'cds.sqlite3'}")
     monkeypatch.setenv("CDS_PATIENT_KEY", "test-patient-key-0123456789abcdef")
-    app = create_serving_app_from_env()
+    hangup = signal.getsignal(signal.SIGHUP)
+    try:
+        app = create_serving_app_from_env()
+        # A worker leaves a hangup to the supervisor (tests/runtime/test_graceful_shutdown.py).
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, hangup)  # servers this test run starts later inherit it
     assert getattr(app, "title", None) == "back-knee-cds"
     assert gc.get_threshold()[0] == FIRST_GENERATION_THRESHOLD

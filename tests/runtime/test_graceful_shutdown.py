@@ -9,6 +9,8 @@ import socket
 import sqlite3
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -21,30 +23,40 @@ from robustness.served import serve, service_env
 RISK = "/cds-services/back-knee-risk-factors"
 
 
+@contextmanager
+def _sighup(disposition: signal.Handlers) -> Iterator[None]:
+    """SIGHUP's disposition in this process, which a server started meanwhile inherits (whatever
+    this test run was started with: under nohup, SIGHUP comes ignored)."""
+    previous = signal.signal(signal.SIGHUP, disposition)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 # SIGHUP: uvicorn handles only INT and TERM; a hangup killed one worker at once, its queued audit
 # records with it, and no line said so.
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stalled_upload_does_not_hold_the_shutdown(tmp_path: Path, stop: signal.Signals) -> None:
     database = tmp_path / "audit.sqlite3"
     env = service_env(tmp_path, f"sqlite:///{database}", CDS_MIGRATE_ON_START="true", CDS_LOG_LEVEL="INFO")
-    with serve(env, log_path=tmp_path / "serve.log", ready=True) as served:
+    with _sighup(signal.SIG_DFL), serve(env, log_path=tmp_path / "serve.log", ready=True) as served:
         answered = urllib.request.Request(
             f"{served.base_url}{RISK}", data=orjson.dumps(hook_request(prefetch=EMPTY_PREFETCH)),
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(answered, timeout=10) as response:
             assert response.status == 200
-        stalled = socket.create_connection(("127.0.0.1", served.port))
-        stalled.sendall(
-            f"POST {RISK} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
-            + b'{"hook": "patient-view"'
-        )
-        time.sleep(0.5)
-        served.process.send_signal(stop)
-        # A generous bound, not a speed claim: before, it waited for the body until a KILL.
-        served.process.wait(timeout=SHUTDOWN_GRACE_SECONDS + 30)
-        answer = stalled.recv(4096)
-        stalled.close()
+        with socket.create_connection(("127.0.0.1", served.port)) as stalled:
+            stalled.sendall(
+                f"POST {RISK} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b'{"hook": "patient-view"'
+            )
+            time.sleep(0.5)
+            served.process.send_signal(stop)
+            # A generous bound, not a speed claim: before, it waited for the body until a KILL.
+            served.process.wait(timeout=SHUTDOWN_GRACE_SECONDS + 30)
+            answer = stalled.recv(4096)
     assert answer.startswith(b"HTTP/1.1 503")
     assert b"\r\nretry-after: 2\r\n" in answer.lower()
     assert served.process.returncode == -stop  # ended by its signal, after the graceful stop
@@ -58,24 +70,19 @@ def test_a_stalled_upload_does_not_hold_the_shutdown(tmp_path: Path, stop: signa
 def test_a_server_started_with_sighup_ignored_outlives_a_hangup(tmp_path: Path) -> None:
     """``nohup back-knee-cds serve &``: meant to outlive its terminal, so SIGHUP stays ignored."""
     env = service_env(tmp_path, f"sqlite:///{tmp_path / 'audit.sqlite3'}", CDS_MIGRATE_ON_START="true")
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited by the server, as nohup does it
-    try:
-        with serve(env, log_path=tmp_path / "serve.log") as served:
-            signal.signal(signal.SIGHUP, previous)
-            served.process.send_signal(signal.SIGHUP)
-            time.sleep(1)
-            with urllib.request.urlopen(f"{served.base_url}/health/live", timeout=10) as response:
-                assert response.status == 200
-            assert served.process.poll() is None
-    finally:
-        signal.signal(signal.SIGHUP, previous)
+    with _sighup(signal.SIG_IGN), serve(env, log_path=tmp_path / "serve.log") as served:
+        served.process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        with urllib.request.urlopen(f"{served.base_url}/health/live", timeout=10) as response:
+            assert response.status == 200
+        assert served.process.poll() is None
 
 
 def test_a_hangup_of_the_whole_group_restarts_every_worker_gracefully(tmp_path: Path) -> None:
     """A closed terminal signals the supervisor and its workers together. The supervisor restarts
     the workers with SIGTERM; before, the same SIGHUP had already killed them, queued audit and all."""
     env = service_env(tmp_path, f"sqlite:///{tmp_path / 'audit.sqlite3'}", CDS_MIGRATE_ON_START="true", CDS_LOG_LEVEL="INFO")
-    with serve(env, log_path=tmp_path / "serve.log", workers=2, ready=True) as served:
+    with _sighup(signal.SIG_DFL), serve(env, log_path=tmp_path / "serve.log", workers=2, ready=True) as served:
         os.killpg(served.process.pid, signal.SIGHUP)
         deadline = time.monotonic() + 60
         while served.log_path.read_text().count('"Application shutdown complete."') < 2 and time.monotonic() < deadline:
