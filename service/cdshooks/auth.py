@@ -17,7 +17,7 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.cdshooks.errors import RETRY_AFTER_SECONDS, error_response, unauthorized_response
+from service.cdshooks.errors import RETRY_LATER_HEADERS, error_response, unauthorized_response
 from service.cdshooks.jwt_verifier import AuthFailure
 from service.cdshooks.paths import CDS_PREFIX, is_cds_path
 from service.logs import bind_request_fields
@@ -75,8 +75,9 @@ class JwtAuthMiddleware:
                 "request refused (503): the jti replay check cannot be made",
                 extra={"fields": {"reason": str(exc), "path": path}},
             )
-            response = error_response(503, "the service cannot check this token for replay right now (database unavailable); retry shortly")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            response = error_response(
+                503, "the service cannot check this token for replay right now (database unavailable); retry shortly", RETRY_LATER_HEADERS
+            )
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["cds_client"] = identity

@@ -21,14 +21,17 @@ __all__ = [
     "PrefetchUnavailable",
     "PayloadTooLarge",
     "RETRY_AFTER_SECONDS",
+    "RETRY_LATER_HEADERS",
     "StoreUnavailableError",
     "install_error_handlers",
     "error_response",
 ]
 
 
-# Retry-After on a 503 for a database that cannot answer now: the client's retry soon may succeed.
+# Retry-After on a 503 the client should retry soon (a database that cannot answer now, a process
+# shutting down): a retry in a moment may succeed.
 RETRY_AFTER_SECONDS = 2
+RETRY_LATER_HEADERS = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 class CdsError(Exception):
@@ -68,7 +71,7 @@ class StoreUnavailableError(CdsError):
     """The database cannot store what the client sent; the client should retry (503)."""
 
     status_code = 503
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    headers = RETRY_LATER_HEADERS
 
 
 UNAUTHORIZED_BODY = {"error": "unauthorized"}
