@@ -83,11 +83,18 @@ def test_a_hangup_of_the_whole_group_restarts_every_worker_gracefully(tmp_path: 
     the workers with SIGTERM; before, the same SIGHUP had already killed them, queued audit and all."""
     env = service_env(tmp_path, f"sqlite:///{tmp_path / 'audit.sqlite3'}", CDS_MIGRATE_ON_START="true", CDS_LOG_LEVEL="INFO")
     with _sighup(signal.SIG_DFL), serve(env, log_path=tmp_path / "serve.log", workers=2, ready=True) as served:
+        # Both past start-up: one still starting has not yet set SIGHUP aside, and nothing to lose.
+        _until_logged(served.log_path, '"Application startup complete."', 2)
         os.killpg(served.process.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while served.log_path.read_text().count('"Application shutdown complete."') < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        log = served.log_path.read_text()
+        log = _until_logged(served.log_path, '"Application shutdown complete."', 2)
         assert log.count('"Application shutdown complete."') == 2, log[-3000:]
         with urllib.request.urlopen(f"{served.base_url}/health/live", timeout=30) as response:  # new workers serve
             assert response.status == 200
+
+
+def _until_logged(log_path: Path, line: str, times: int, timeout_s: float = 60) -> str:
+    """The log once ``line`` is in it ``times`` times, or as it is when ``timeout_s`` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while (log := log_path.read_text()).count(line) < times and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return log
